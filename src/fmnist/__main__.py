@@ -1,0 +1,3 @@
+from fmnist.cli import main
+
+raise SystemExit(main())

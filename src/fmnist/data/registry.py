@@ -1,0 +1,118 @@
+"""The IDX data sets this toolkit knows, as data: a new data set is a new table entry, not new code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fmnist.errors import DataError
+
+SPLITS = ("train", "t10k")  # the README's `kind` names: training and test split
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One published file: its name, the MD5 of the published .gz, and of its decompressed content."""
+
+    filename: str  # e.g. "train-images-idx3-ubyte.gz"
+    gz_md5: str  # MD5 of the .gz as published (the README's table)
+    content_md5: str | None  # MD5 of the decompressed IDX bytes; lets re-compressed copies verify
+    size: int | None = None  # bytes of the published .gz, for the progress bar
+
+    @property
+    def stem(self) -> str:
+        """The file name without .gz: the raw IDX name."""
+        return self.filename[:-3] if self.filename.endswith(".gz") else self.filename
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    resources: dict[str, Resource]  # keys: "train-images", "train-labels", "t10k-images", "t10k-labels"
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+    system_dirs: tuple[str, ...] = ()  # where an operating system package puts the files
+    counts: dict[str, int] | None = None  # expected images per split
+
+    def resource(self, kind: str, part: str) -> Resource:
+        return self.resources[f"{kind}-{part}"]
+
+
+FASHION = DatasetSpec(
+    name="fashion",
+    title="Fashion-MNIST",
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    resources={
+        "train-images": Resource(
+            "train-images-idx3-ubyte.gz",
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            26_421_880,
+        ),
+        "train-labels": Resource(
+            "train-labels-idx1-ubyte.gz",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "9018921c3c673c538a1fc5bad174d6f9",
+            29_515,
+        ),
+        "t10k-images": Resource(
+            "t10k-images-idx3-ubyte.gz",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "8181f5470baa50b63fa0f6fddb340f0a",
+            4_422_102,
+        ),
+        "t10k-labels": Resource(
+            "t10k-labels-idx1-ubyte.gz",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+            "15d484375f8d13e6eb1aabb0c3f46965",
+            5_148,
+        ),
+    },
+    mirrors=(
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    counts={"train": 60_000, "t10k": 10_000},
+)
+
+MNIST = DatasetSpec(
+    name="mnist",
+    title="MNIST",
+    classes=tuple(str(d) for d in range(10)),
+    resources={
+        # Decompressed-content MD5s are not recorded for MNIST: only the official .gz verifies.
+        "train-images": Resource("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422),
+        "train-labels": Resource("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", None, 28_881),
+        "t10k-images": Resource("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", None, 1_648_877),
+        "t10k-labels": Resource("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", None, 4_542),
+    },
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    system_dirs=("/usr/share/datasets/mnist",),
+    counts={"train": 60_000, "t10k": 10_000},
+)
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (FASHION, MNIST)}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Look a data set up by name; an unknown name is a one-line error listing the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None

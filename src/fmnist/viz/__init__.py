@@ -1,0 +1,1 @@
+"""Pictures of the data: the sprite, and (later) embeddings."""

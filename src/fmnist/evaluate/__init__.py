@@ -1,0 +1,1 @@
+"""Evaluation: figures, pictures and the report of a run on the test set."""

@@ -1,0 +1,85 @@
+"""The plain convolutional networks: the README's tutorial net and the fast CPU default.
+
+Every model here exposes ``features(x) -> (n, d)`` (the penultimate layer, used by the
+embedding maps and the audit) and ``classifier`` (the last Linear); ``forward`` is their
+composition. Inputs are normalised (n, 1, 28, 28) float tensors.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module, abc.ABC):
+    """Base: ``forward(x) = classifier(features(x))``."""
+
+    classifier: nn.Linear
+
+    @abc.abstractmethod
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (n, 1, 28, 28) -> (n, d)
+        """The penultimate layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class TutorialNet(Classifier):
+    """The "2 Conv+pooling" network of the Fashion-MNIST benchmark table (reported 0.916).
+
+    5x5 conv 32 + ReLU, 2x2 max-pool, 5x5 conv 64 + ReLU, 2x2 max-pool, dense 1024 + ReLU,
+    dropout 0.4, dense 10. 3,274,634 parameters.
+    """
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.4) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # 28 -> 14
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),  # 14 -> 7
+            nn.Flatten(),
+            nn.Linear(7 * 7 * 64, 1024),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+        self.classifier = nn.Linear(1024, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    """3x3 conv (no bias) + BatchNorm + ReLU: the unit of the fast nets."""
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class FastCNN(Classifier):
+    """The CPU default: four 3x3 conv-BN-ReLU layers, two pools, a global max+avg pool.
+
+    Sized for two CPU cores with channels_last (about 4,000 training images/s there);
+    ``width`` scales every layer. width=32: 120k parameters.
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+        w1, w2, w3 = width, 2 * width, 4 * width
+        self.body = nn.Sequential(
+            *conv_bn(1, w1),
+            nn.MaxPool2d(2),  # 28 -> 14
+            *conv_bn(w1, w2),
+            *conv_bn(w2, w2),
+            nn.MaxPool2d(2),  # 14 -> 7
+            *conv_bn(w2, w3),
+        )
+        self.pool_max = nn.AdaptiveMaxPool2d(1)
+        self.pool_avg = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(2 * w3, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return torch.cat([self.pool_max(h).flatten(1), self.pool_avg(h).flatten(1)], dim=1)

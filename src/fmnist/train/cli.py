@@ -1,0 +1,96 @@
+"""``fmnist train``: every TrainConfig field is a flag, documented by the field's own comment."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from fmnist.cli import add_command
+
+SKIP = {"preset"}
+
+
+def field_help() -> dict[str, str]:
+    """The ``# comment`` after each TrainConfig field, so the flag help and the code cannot drift."""
+    from fmnist.train.config import TrainConfig
+
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):
+        return {}
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, default None so only explicit flags override preset and TOML."""
+    from fmnist.train.config import TrainConfig
+
+    helps = field_help()
+    for f in fields(TrainConfig):
+        if f.name in SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type).split(" ")[0]
+        help_text = f"{helps.get(f.name, '')} (default: {f.default!r})"
+        if kind == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type={"int": int, "float": float}.get(kind, str), default=None,
+                                metavar=f.name.upper(), help=help_text)
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "train",
+        help="train a CNN (CPU or CUDA), checkpoint every epoch, resume",
+        description="Train a convolutional network. A validation split carved from the training set "
+        "selects the best epoch; the test set is not read. The run folder gets config.json, metrics.jsonl, "
+        "checkpoint.pt (for --resume) and model.pt (best epoch).",
+        example="fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first",
+    )
+    p.add_argument("--preset", default=None, help="named recipe: cpu-fast, tutorial, gpu-fast, gpu-best")
+    p.add_argument("--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-TIMESTAMP)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--evaluate", action="store_true", help="evaluate on the test set when training ends")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+
+def config_from_args(args) -> object:
+    from fmnist.train.config import TrainConfig, make_config
+
+    overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig) if f.name not in SKIP}
+    return make_config(args.preset, args.config_file, **overrides)
+
+
+def default_run_dir(model: str) -> Path:
+    import time
+
+    return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args) -> int:
+    from fmnist.errors import ConfigError
+    from fmnist.train.trainer import train
+
+    cfg = config_from_args(args)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out RUN_DIR")
+    run_dir = args.out or default_run_dir(cfg.model)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder")
+    print("config:\n" + cfg.format())
+    result = train(cfg, run_dir, resume=args.resume)
+    print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "
+          f"training time {result.train_time_s:.1f}s; run folder {run_dir}")
+    if args.evaluate:
+        from fmnist.evaluate.report import evaluate_run
+
+        evaluation = evaluate_run(run_dir)
+        print(f"test accuracy {evaluation['accuracy']:.4f} (data fingerprint {evaluation['data_fingerprint']})")
+    return 0

@@ -76,7 +76,7 @@ def default_run_dir(model: str) -> Path:
 
 def cmd_train(args) -> int:
     from fmnist.errors import ConfigError
-    from fmnist.train.trainer import train
+    from fmnist.train.trainer import check_run_dir, train
 
     cfg = config_from_args(args)
     if args.resume and args.out is None:
@@ -84,8 +84,16 @@ def cmd_train(args) -> int:
     run_dir = args.out or default_run_dir(cfg.model)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: exists and is not a folder")
-    print("config:\n" + cfg.format())
+    if args.resume:
+        cfg = check_run_dir(run_dir, cfg, resume=True)  # print the saved config the run goes on with
+    from fmnist.train.distributed import from_env
+
+    main_rank = from_env().is_main  # under torchrun only rank 0 talks
+    if main_rank:
+        print("config:\n" + cfg.format())
     result = train(cfg, run_dir, resume=args.resume)
+    if not main_rank:
+        return 0
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "
           f"training time {result.train_time_s:.1f}s; run folder {run_dir}")
     if args.evaluate:

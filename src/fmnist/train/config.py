@@ -6,11 +6,10 @@ Precedence: field defaults < ``--preset`` < ``--config FILE.toml`` < explicit co
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from fmnist.errors import ConfigError
 from fmnist.models.registry import MODELS
@@ -131,6 +130,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
     data = data.get("train", data)  # accept a [train] table or top-level keys
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: 'train' must be a table of config keys, not a {type(data).__name__}")
     return data
 
 

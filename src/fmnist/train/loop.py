@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmnist.models.checkpoint import unwrap
 from fmnist.train.augment import random_crop, random_erase, random_flip
 
 
@@ -68,15 +69,23 @@ def train_one_epoch(
     warmup_steps: int,
     ema: EMA | None = None,
     progress: Callable[[int, float, float, float], None] | None = None,
+    world=None,  # distributed.World: this rank trains on its slice of every global batch
 ) -> dict:
-    """Train one epoch; randomness comes from (seed, epoch) alone so a resumed run repeats it."""
+    """Train one epoch; randomness comes from (seed, epoch, rank) alone so a resumed run repeats it."""
+    from fmnist.train.distributed import World, sum_across
+
+    world = world or World()
     device = data.train_x.device
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws from the global generator
+    torch.manual_seed(cfg.seed * 100_003 + epoch + 7919 * world.rank)  # dropout: the global generator
     n = len(data.train_y)
     bs = min(cfg.batch_size, n)
     steps = n // bs
-    perm = torch.randperm(n, device=device, generator=gen)
+    perm = torch.randperm(n, device=device, generator=gen)  # the same on every rank
+    if world.active:  # augmentation differs per rank; the permutation must not
+        aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch + 7919 * world.rank)
+    else:
+        aug_gen = gen
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -87,15 +96,15 @@ def train_one_epoch(
         lr = lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.schedule)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = perm[i * bs : (i + 1) * bs]
+        idx = perm[i * bs : (i + 1) * bs][world.rank :: world.size]  # this rank's slice
         x = data.train_x[idx].float().div_(255)  # (b, 1, 28, 28) in [0, 1], black background
         if cfg.crop_pad:
-            x = random_crop(x, cfg.crop_pad, gen)
+            x = random_crop(x, cfg.crop_pad, aug_gen)
         if cfg.flip:
-            x = random_flip(x, gen)
+            x = random_flip(x, aug_gen)
         x = (x - data.mean) / data.std
         if cfg.erase_p:
-            x = random_erase(x, cfg.erase_p, gen)
+            x = random_erase(x, cfg.erase_p, aug_gen)
         x = x.contiguous(memory_format=memory_format)
         y = data.train_y[idx]
         with autocast_for(device, cfg.bf16):
@@ -105,7 +114,7 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(unwrap(model))
         step += 1
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -116,6 +125,8 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
+    loss_sum, correct, seen_t = sum_across(world, loss_sum, correct.double(), torch.tensor(float(seen), device=device))
+    seen = int(seen_t.item())
     return {
         "train_loss": loss_sum.item() / max(seen, 1),
         "train_acc": correct.item() / max(seen, 1),

@@ -26,6 +26,7 @@ from fmnist.models.registry import build_model, param_count
 from fmnist.train.config import TrainConfig
 from fmnist.train.data import TrainingData
 from fmnist.train.device import resolve_device, set_threads
+from fmnist.train.distributed import World, from_env, setup, teardown
 from fmnist.train.loop import EMA, accuracy_and_loss, predict_logits, train_one_epoch
 
 CONFIG_FILE = "config.json"
@@ -88,14 +89,18 @@ def fit(
     on_epoch_end: Callable[[int, nn.Module, dict], None] | None = None,
     log: Callable[[str], None] | None = print,
     progress_bar: bool | None = None,
+    world: World | None = None,
 ) -> FitResult:
     """Train per ``cfg`` on ``data``; with ``run_dir``, write checkpoints every epoch and resume from them.
 
     ``on_epoch_end(epoch, model, row)`` runs after each epoch outside the timed region (benchmarks use
     it to score time-to-accuracy); the model it gets is the one evaluated (EMA weights when enabled).
     """
-    say = log or (lambda _msg: None)
+    world = world or World()
+    say = log if (log is not None and world.is_main) else (lambda _msg: None)
     device = data.train_x.device
+    if world.active and cfg.batch_size % world.size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} (global) must divide by the {world.size} processes")
     set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device)
@@ -106,7 +111,12 @@ def fit(
     eval_model = build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device) if ema else model
     if ema and cfg.channels_last:
         eval_model = eval_model.to(memory_format=torch.channels_last)
-    run_model = torch.compile(model) if cfg.compile else model
+    run_model = model
+    if world.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        run_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    run_model = torch.compile(run_model) if cfg.compile else run_model
 
     n = len(data.train_y)
     steps_per_epoch = max(1, n // min(cfg.batch_size, n))
@@ -115,8 +125,10 @@ def fit(
     start_epoch, step, best_val, best_epoch, stale, train_time = 0, 0, -1.0, -1, 0, 0.0
     history: list[dict] = []
 
+    writes = run_dir is not None and world.is_main  # only rank 0 writes files
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if writes:
+            run_dir.mkdir(parents=True, exist_ok=True)
         state_path = run_dir / TRAIN_STATE_FILE
         if resume and state_path.exists():
             state = torch.load(state_path, map_location=device, weights_only=False)
@@ -130,14 +142,17 @@ def fit(
             best_val, best_epoch, stale = state["best_val_acc"], state["best_epoch"], state["stale"]
             train_time = state["train_time_s"]
             history = [r for r in read_jsonl(run_dir / METRICS_FILE) if r.get("epoch", 0) <= start_epoch]
-            write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
-            say(f"resuming {run_dir} after epoch {start_epoch}/{cfg.epochs}")
-        else:
+            if writes:
+                write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
+            say(f"resuming {run_dir} after epoch {start_epoch}/{cfg.epochs} "
+                f"(saved by {state.get('world_size', 1)} process(es), now {world.size})")
+        elif writes:
             write_json(run_dir / CONFIG_FILE, cfg.to_dict())
 
     say(f"model {cfg.model}: {param_count(model):,} parameters; device {device}, {torch.get_num_threads()} threads")
-    say(f"data {data.dataset} (fingerprint {data.fingerprint}): {n:,} train / {len(data.val_y):,} val images")
-    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    say(f"data {data.dataset} (fingerprint {data.fingerprint}): {n:,} train / {len(data.val_y):,} val images"
+        + (f"; {world.size} processes, {cfg.batch_size // world.size} images each per step" if world.active else ""))
+    show_bar = (sys.stderr.isatty() if progress_bar is None else progress_bar) and world.is_main
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         bar = None
@@ -151,7 +166,8 @@ def fit(
                 bar.n = done
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", img_s=f"{ips:,.0f}")
 
-        row = train_one_epoch(run_model, optimizer, data, cfg, epoch, step, total_steps, warmup_steps, ema, progress)
+        row = train_one_epoch(run_model, optimizer, data, cfg, epoch, step, total_steps, warmup_steps, ema, progress,
+                              world)
         if bar is not None:
             bar.close()
         step = row.pop("step")
@@ -176,7 +192,7 @@ def fit(
             f"val {val_acc:.4f}  {row['images_per_s']:,.0f} img/s  {row['train_time_s']:.1f}s"
             + ("  *" if improved else "")
         )
-        if run_dir is not None:
+        if writes:
             meta = dict(
                 arch=cfg.model, arch_kwargs=cfg.model_kwargs(), classes=data.classes, mean=data.mean, std=data.std,
                 dataset=data.dataset, fingerprint=data.fingerprint, epoch=epoch, config=cfg.to_dict(),
@@ -190,7 +206,7 @@ def fit(
                     "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
                     "ema": ema.state if ema else None, "ema_updates": ema.updates if ema else 0,
                     "best_val_acc": best_val, "best_epoch": best_epoch, "stale": stale,
-                    "train_time_s": train_time, "rng": _rng_state(),
+                    "train_time_s": train_time, "rng": _rng_state(), "world_size": world.size,
                 },
                 run_dir / TRAIN_STATE_FILE,
             )
@@ -205,6 +221,10 @@ def fit(
 
     best = build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device)
     record: dict = {}
+    if world.active:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written model.pt
     if run_dir is not None and (run_dir / MODEL_FILE).exists():
         record = load_record(run_dir / MODEL_FILE, map_location=device)
         best.load_state_dict(record.pop("state_dict"))
@@ -221,8 +241,16 @@ def train(cfg: TrainConfig, run_dir: Path | None, resume: bool = False, **kwargs
     """Load the data per ``cfg`` and ``fit``: the whole of ``fmnist train``."""
     from fmnist.train.data import load_training_data
 
-    device = resolve_device(cfg.device)
-    if run_dir is not None:
-        cfg = check_run_dir(run_dir, cfg, resume)
-    data = load_training_data(cfg, device)
-    return fit(cfg, data, run_dir, resume=resume, **kwargs)
+    world = from_env()
+    device = setup(world, resolve_device(cfg.device))
+    try:
+        if run_dir is not None:
+            cfg = check_run_dir(run_dir, cfg, resume)
+        if world.active:
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank checked the run folder before rank 0 writes into it
+        data = load_training_data(cfg, device)
+        return fit(cfg, data, run_dir, resume=resume, world=world, **kwargs)
+    finally:
+        teardown(world)

@@ -1,0 +1,382 @@
+"""``fmnist bench cnn``: time to accuracy, final accuracy over seeds, throughput, memory — side by side.
+
+Each recipe (a ``fmnist train`` preset) is trained per seed through the real trainer; after every
+epoch, outside the timed region, the test set is scored to find when each accuracy threshold is
+first reached. This is measurement only: the recipes were chosen on the validation split. The
+plain-PyTorch reference (``fmnist.bench.reference``) runs in the same process on the same
+machine, so every figure is also a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fmnist.fsio import write_json, write_text
+
+THRESHOLDS = (0.91, 0.93, 0.94, 0.95, 0.96)
+
+
+@dataclass(frozen=True)
+class CnnBenchConfig:
+    recipes: tuple[str, ...] = ("cpu-fast",)  # presets to measure
+    seeds: tuple[int, ...] = (0, 1, 2)  # one training per recipe and seed
+    references: tuple[str, ...] = ("tutorial",)  # plain-PyTorch peers: tutorial and/or resnet
+    reference_epochs: int = 10  # epochs for each reference run
+    reference_seeds: tuple[int, ...] = (0,)
+    epochs: int | None = None  # override every recipe's epochs (dry runs)
+    train_limit: int | None = None  # train on the first N images (dry runs)
+    ensemble: bool = False  # also score the seeds' models as an ensemble, with flip TTA
+    device: str = "auto"
+    data_dir: str | None = None
+    out: str = "benchmarks/results/cnn"  # folder for cnn.json and cnn.md
+
+
+def machine() -> dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": torch.get_num_threads(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def time_to(curve: list[tuple[float, float]], thresholds=THRESHOLDS) -> dict[str, float | None]:
+    """First cumulative training time at which test accuracy reached each threshold (None: never)."""
+    out = {}
+    for t in thresholds:
+        out[f"{t:.2f}"] = next((sec for sec, acc in curve if acc >= t), None)
+    return out
+
+
+@torch.no_grad()
+def tta_logits(
+    model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, flip: bool
+) -> torch.Tensor:
+    from fmnist.train.loop import predict_logits
+
+    logits = predict_logits(model, x_uint8, mean, std)
+    if flip:
+        logits = logits + predict_logits(model, x_uint8.flip(3), mean, std)
+    return logits
+
+
+def inference_rate(
+    model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, batch: int = 256
+) -> float:
+    """Images/s of eval-mode inference at ``batch`` images per call (warm-up excluded)."""
+    from fmnist.train.loop import predict_logits
+
+    predict_logits(model, x_uint8[: batch * 2], mean, std, batch)
+    if x_uint8.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    predict_logits(model, x_uint8, mean, std, batch)
+    if x_uint8.device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(x_uint8) / (time.perf_counter() - t0)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS, KiB -> MiB
+
+
+def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.device, test_x, test_y) -> dict:
+    from fmnist.models.registry import param_count
+    from fmnist.train.config import make_config
+    from fmnist.train.data import load_training_data
+    from fmnist.train.loop import predict_logits
+    from fmnist.train.trainer import fit
+
+    cfg = make_config(
+        preset,
+        seed=seed,
+        epochs=bench.epochs,
+        train_limit=bench.train_limit,
+        device=str(device),
+        data_dir=bench.data_dir,
+    )
+    t_load = time.perf_counter()
+    data = load_training_data(cfg, device)
+    load_s = time.perf_counter() - t_load
+    curve: list[tuple[float, float]] = []
+    eval_s = 0.0
+
+    def score(epoch: int, model: torch.nn.Module, row: dict) -> None:
+        nonlocal eval_s
+        t0 = time.perf_counter()
+        acc = (predict_logits(model, test_x, data.mean, data.std).argmax(1) == test_y).float().mean().item()
+        eval_s += time.perf_counter() - t0
+        curve.append((row["cum_train_time_s"], acc))
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = fit(cfg, data, None, on_epoch_end=score, log=None, progress_bar=False)
+    logits = predict_logits(result.model, test_x, data.mean, data.std)
+    final = (logits.argmax(1) == test_y).float().mean().item()
+    return {
+        "recipe": preset,
+        "seed": seed,
+        "model": cfg.model,
+        "params": param_count(result.model),
+        "epochs": cfg.epochs,
+        "final_test_acc": final,
+        "best_epoch": result.best_epoch,
+        "best_val_acc": result.best_val_acc,
+        "train_time_s": result.train_time_s,
+        "time_to": time_to(curve),
+        "curve": curve,
+        "data_load_s": load_s,
+        "eval_s": eval_s,
+        "train_images_per_s": statistics.mean(r["images_per_s"] for r in result.history),
+        "infer_images_per_s_b256": inference_rate(result.model, test_x, data.mean, data.std),
+        "peak_memory_mb": peak_memory_mb(device),
+        "_model": result.model,
+        "_norm": (data.mean, data.std),
+    }
+
+
+def run_reference(
+    arch: str, seed: int, bench: CnnBenchConfig, device: torch.device, ds, test_x, test_y
+) -> dict:
+    from fmnist.bench.reference import reference_logits, train_reference
+    from fmnist.data.loader import stratified_split
+    from fmnist.models.registry import param_count
+
+    images, labels = np.asarray(ds.train.images), np.asarray(ds.train.labels)
+    if bench.train_limit:
+        images, labels = images[: bench.train_limit], labels[: bench.train_limit]
+    train_idx, _ = stratified_split(labels, min(5000, len(labels) // 10), seed)  # same data budget as ours
+    curve: list[tuple[float, float]] = []
+    test_images = test_x[:, 0].cpu().numpy()
+
+    def score(epoch: int, model: torch.nn.Module, cum: float) -> None:
+        curve.append(
+            (
+                cum,
+                (reference_logits(model, test_images, device).argmax(1) == test_y.cpu())
+                .float()
+                .mean()
+                .item(),
+            )
+        )
+
+    kwargs = {"width": 64, "depth": 2} if arch == "resnet" else {}
+    out = train_reference(
+        arch,
+        images[train_idx],
+        labels[train_idx],
+        bench.epochs or bench.reference_epochs,
+        device,
+        seed,
+        score,
+        **kwargs,
+    )
+    return {
+        "recipe": f"reference-{arch}",
+        "seed": seed,
+        "model": arch,
+        "params": param_count(out["model"]),
+        "epochs": bench.epochs or bench.reference_epochs,
+        "final_test_acc": curve[-1][1],
+        "train_time_s": out["train_time_s"],
+        "time_to": time_to(curve),
+        "curve": curve,
+        "train_images_per_s": out["images_per_s"],
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One line per recipe: mean ± std of final accuracy, median time to each threshold."""
+    table = []
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        rs = [r for r in rows if r["recipe"] == recipe]
+        accs = [r["final_test_acc"] for r in rs]
+        line = {
+            "recipe": recipe,
+            "model": rs[0]["model"],
+            "params": rs[0]["params"],
+            "seeds": len(rs),
+            "acc_mean": statistics.mean(accs),
+            "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "train_time_s": statistics.mean(r["train_time_s"] for r in rs),
+            "train_images_per_s": statistics.mean(r["train_images_per_s"] for r in rs),
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in rs),
+        }
+        if "infer_images_per_s_b256" in rs[0]:
+            line["infer_images_per_s_b256"] = statistics.mean(r["infer_images_per_s_b256"] for r in rs)
+        for t in rs[0]["time_to"]:
+            times = [r["time_to"][t] for r in rs]
+            line[f"t{t}"] = statistics.median(times) if all(x is not None for x in times) else None
+        table.append(line)
+    return table
+
+
+def ratios(table: list[dict]) -> list[dict]:
+    """Speed-up of each recipe over each reference at the highest threshold both reached."""
+    out = []
+    refs = [r for r in table if r["recipe"].startswith("reference-")]
+    for ours in (r for r in table if not r["recipe"].startswith("reference-")):
+        for ref in refs:
+            common = [
+                k for k in ours if k.startswith("t0.") and ours[k] is not None and ref.get(k) is not None
+            ]
+            if common:
+                k = max(common)
+                out.append(
+                    {
+                        "recipe": ours["recipe"],
+                        "reference": ref["recipe"],
+                        "accuracy": k[1:],
+                        "ours_s": ours[k],
+                        "reference_s": ref[k],
+                        "speedup": ref[k] / ours[k],
+                    }
+                )
+    return out
+
+
+def markdown(table: list[dict], speedups: list[dict], extra: list[dict], info: dict) -> str:
+    ths = [k for k in table[0] if k.startswith("t0.")] if table else []
+    head = [
+        "recipe",
+        "params",
+        "test acc (mean ± std, seeds)",
+        *[f"s to {k[1:]}" for k in ths],
+        "train s",
+        "train img/s",
+        "infer img/s (b256)",
+        "peak MB",
+    ]
+    lines = [
+        f"Machine: {info.get('cpu')}, {info.get('cores')} threads, GPU: {info.get('gpu', 'none')}, "
+        f"torch {info['torch']}, Python {info['python']}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in table:
+        cells = [
+            r["recipe"],
+            f"{r['params']:,}",
+            f"{r['acc_mean']:.4f} ± {r['acc_std']:.4f} ({r['seeds']})",
+            *[(f"{r[k]:.1f}" if r[k] is not None else "—") for k in ths],
+            f"{r['train_time_s']:.1f}",
+            f"{r['train_images_per_s']:,.0f}",
+            f"{r['infer_images_per_s_b256']:,.0f}" if "infer_images_per_s_b256" in r else "—",
+            f"{r['peak_memory_mb']:,.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if speedups:
+        lines += [
+            "",
+            "| recipe | vs reference | at accuracy | ours (s) | reference (s) | speed-up |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in speedups:
+            lines.append(
+                f"| {s['recipe']} | {s['reference']} | {s['accuracy']} | {s['ours_s']:.1f} | "
+                f"{s['reference_s']:.1f} | {s['speedup']:.1f}x |"
+            )
+    for e in extra:
+        lines.append(f"\n{e['name']}: test accuracy {e['acc']:.4f} ({e['detail']})")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(bench: CnnBenchConfig) -> dict:
+    """Run every recipe and reference; write ``cnn.json`` and ``cnn.md`` into ``bench.out``."""
+    from fmnist.data.loader import load_dataset
+    from fmnist.train.device import resolve_device, set_threads
+
+    device = resolve_device(bench.device)
+    set_threads(0)
+    ds = load_dataset("fashion", bench.data_dir)
+    test_x = torch.from_numpy(np.array(ds.test.images)).unsqueeze(1).to(device)
+    test_y = torch.from_numpy(np.asarray(ds.test.labels).astype(np.int64)).to(device)
+    info = machine()
+    print(f"bench cnn: {info}; config {asdict(bench)}", flush=True)
+    rows, extra = [], []
+    for preset in bench.recipes:
+        for seed in bench.seeds:
+            row = run_recipe(preset, seed, bench, device, test_x, test_y)
+            print(
+                f"{preset} seed {seed}: test {row['final_test_acc']:.4f} in {row['train_time_s']:.1f}s "
+                f"time_to {row['time_to']}",
+                flush=True,
+            )
+            rows.append(row)
+        if bench.ensemble:
+            extra += ensemble_scores([r for r in rows if r["recipe"] == preset], test_x, test_y)
+            print(extra[-2:], flush=True)
+    for arch in bench.references:
+        for seed in bench.reference_seeds:
+            row = run_reference(arch, seed, bench, device, ds, test_x, test_y)
+            print(
+                f"reference {arch} seed {seed}: test {row['final_test_acc']:.4f} in {row['train_time_s']:.1f}s",
+                flush=True,
+            )
+            rows.append(row)
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    table = summarise(clean)
+    speedups = ratios(table)
+    result = {
+        "machine": info,
+        "config": asdict(bench),
+        "runs": clean,
+        "table": table,
+        "speedups": speedups,
+        "extra": extra,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    out = Path(bench.out)
+    write_json(out / "cnn.json", result)
+    write_text(out / "cnn.md", markdown(table, speedups, extra, info))
+    print(markdown(table, speedups, extra, info))
+    return result
+
+
+def ensemble_scores(rows: list[dict], test_x: torch.Tensor, test_y: torch.Tensor) -> list[dict]:
+    """Flip-TTA of each model, and the softmax-average ensemble of all seeds (with flip TTA)."""
+    if not rows:
+        return []
+    probs, tta_accs = [], []
+    for r in rows:
+        mean, std = r["_norm"]
+        logits = tta_logits(r["_model"], test_x, mean, std, flip=True)
+        tta_accs.append((logits.argmax(1) == test_y).float().mean().item())
+        probs.append(torch.softmax(logits / 2, dim=1))
+    ens = (torch.stack(probs).mean(0).argmax(1) == test_y).float().mean().item()
+    name = rows[0]["recipe"]
+    return [
+        {
+            "name": f"{name} + flip TTA (mean over {len(rows)} seeds)",
+            "acc": statistics.mean(tta_accs),
+            "detail": ", ".join(f"{a:.4f}" for a in tta_accs),
+        },
+        {"name": f"{name} ensemble of {len(rows)} seeds + flip TTA", "acc": ens, "detail": "softmax average"},
+    ]
+
+
+def dump_config(bench: CnnBenchConfig) -> str:
+    return json.dumps(asdict(bench), indent=2)

@@ -1,0 +1,1 @@
+"""Sweeps: many trainings from one TOML plan, on Dask."""

@@ -1,0 +1,47 @@
+"""``fmnist sweep``: many trainings from a TOML plan on a Dask cluster, one table, an optional ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmnist.cli import add_command
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "sweep",
+        help="run seeds / a small grid of trainings on Dask, resumably, into one table",
+        description="Expand a TOML plan ([base] config keys, [grid] lists) into runs, train and evaluate "
+        "each on a Dask LocalCluster or an existing scheduler. Finished runs are not redone; killed ones "
+        "resume. Writes sweep.md / sweep.jsonl in --out.",
+        example="fmnist sweep sweep.toml --out runs/sweep --workers 2 --ensemble 3",
+    )
+    p.add_argument("plan", type=Path, help="TOML file with [base] and [grid] tables")
+    p.add_argument("--out", type=Path, required=True, help="sweep folder (one sub-folder per run)")
+    p.add_argument("--scheduler", default="local", help="'local' for a LocalCluster, or tcp://HOST:PORT")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--ensemble", type=int, default=0, metavar="K", help="ensemble the K best runs by val accuracy")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--dry-run", action="store_true", help="list the runs and stop")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args) -> int:
+    from fmnist.errors import ConfigError
+    from fmnist.sweep.plan import load_plan
+
+    if args.workers < 1 or args.threads < 1 or args.ensemble < 0:
+        raise ConfigError("--workers and --threads must be positive, --ensemble >= 0")
+    runs = load_plan(args.plan, data_dir=args.data_dir)
+    if args.dry_run:
+        for r in runs:
+            print(r.name)
+        return 0
+    from fmnist.sweep.runner import run_sweep, table
+
+    result = run_sweep(runs, args.out, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+                       ensemble=args.ensemble, data_dir=args.data_dir)
+    print(table(result))
+    return 0

@@ -57,6 +57,8 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--evaluate", action="store_true", help="evaluate on the test set when training ends")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="train at most N epochs in this invocation, then exit; --resume continues")
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -91,7 +93,9 @@ def cmd_train(args) -> int:
     main_rank = from_env().is_main  # under torchrun only rank 0 talks
     if main_rank:
         print("config:\n" + cfg.format())
-    result = train(cfg, run_dir, resume=args.resume)
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ConfigError("--stop-after must be positive")
+    result = train(cfg, run_dir, resume=args.resume, stop_after=args.stop_after)
     if not main_rank:
         return 0
     print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "

@@ -90,10 +90,12 @@ def fit(
     log: Callable[[str], None] | None = print,
     progress_bar: bool | None = None,
     world: World | None = None,
+    stop_after: int | None = None,
 ) -> FitResult:
     """Train per ``cfg`` on ``data``; with ``run_dir``, write checkpoints every epoch and resume from them.
 
-    ``on_epoch_end(epoch, model, row)`` runs after each epoch outside the timed region (benchmarks use
+    ``stop_after`` ends this invocation after that many epochs (a scheduler's time slot); ``--resume``
+    continues it. ``on_epoch_end(epoch, model, row)`` runs after each epoch outside the timed region (benchmarks use
     it to score time-to-accuracy); the model it gets is the one evaluated (EMA weights when enabled).
     """
     world = world or World()
@@ -198,6 +200,9 @@ def fit(
                 dataset=data.dataset, fingerprint=data.fingerprint, epoch=epoch, config=cfg.to_dict(),
                 metrics={"val_acc": val_acc, "val_loss": val_loss, "cum_train_time_s": train_time},
             )
+            # The row goes before the checkpoint: a kill between the two re-runs this epoch and resume drops
+            # the row (it keeps rows up to the checkpoint's epoch); the other order would lose the row.
+            append_line(run_dir / METRICS_FILE, json.dumps(row))
             if improved:
                 save(model_record(eval_model, **meta), run_dir / MODEL_FILE)
             save(
@@ -210,11 +215,13 @@ def fit(
                 },
                 run_dir / TRAIN_STATE_FILE,
             )
-            append_line(run_dir / METRICS_FILE, json.dumps(row))
         elif improved:
             best_state = {k: v.detach().clone() for k, v in unwrap(eval_model).state_dict().items()}
         if on_epoch_end is not None:
             on_epoch_end(epoch, eval_model, row)
+        if stop_after is not None and epoch - start_epoch >= stop_after and epoch < cfg.epochs:
+            say(f"stopping after {stop_after} epoch(s) as asked; continue with --resume")
+            break
         if cfg.patience and stale >= cfg.patience:
             say(f"early stop: no better validation accuracy for {cfg.patience} epochs")
             break

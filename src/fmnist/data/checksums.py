@@ -39,7 +39,7 @@ class ChecksumMismatch(DataError):
 
 def verify_file(path: Path, resource: Resource, memo: VerifyMemo | None = None) -> str:
     """Return how ``path`` verified (OFFICIAL or CONTENT); raise ChecksumMismatch or IdxError otherwise."""
-    if memo is not None and (how := memo.get(path)):
+    if memo is not None and (how := memo.get(path, resource)):
         return how
     if md5_file(path) == resource.gz_md5:
         how = OFFICIAL
@@ -51,32 +51,38 @@ def verify_file(path: Path, resource: Resource, memo: VerifyMemo | None = None) 
             raise ChecksumMismatch(f"{path}: checksum mismatch: content MD5 {got}, expected {expected}")
         how = CONTENT
     if memo is not None:
-        memo.put(path, how)
+        memo.put(path, resource, how)
     return how
 
 
 class VerifyMemo:
-    """Which files already verified, keyed by absolute path, size and mtime (a JSON file in the cache)."""
+    """Which files already verified (a JSON file in the cache).
+
+    Keyed by absolute path; an entry holds only while the file's size, mtime and inode and the
+    expected checksum are unchanged, so a replaced file or a different registry entry is re-hashed.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries: dict = json.loads(path.read_text())
+            entries = json.loads(path.read_text())
         except (OSError, ValueError):
-            self.entries = {}
+            entries = {}
+        self.entries: dict = entries if isinstance(entries, dict) else {}
 
     @staticmethod
-    def _key(path: Path) -> tuple[str, list[int]]:
+    def _key(path: Path, resource: Resource) -> tuple[str, list]:
         st = path.stat()
-        return str(path.resolve()), [st.st_size, st.st_mtime_ns]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, resource.gz_md5, resource.content_md5]
+        return str(path.resolve()), stamp
 
-    def get(self, path: Path) -> str | None:
-        key, stamp = self._key(path)
+    def get(self, path: Path, resource: Resource) -> str | None:
+        key, stamp = self._key(path, resource)
         entry = self.entries.get(key)
-        return entry["how"] if entry and entry.get("stamp") == stamp else None
+        return entry.get("how") if isinstance(entry, dict) and entry.get("stamp") == stamp else None
 
-    def put(self, path: Path, how: str) -> None:
-        key, stamp = self._key(path)
+    def put(self, path: Path, resource: Resource, how: str) -> None:
+        key, stamp = self._key(path, resource)
         self.entries[key] = {"stamp": stamp, "how": how}
         try:
             write_json(self.path, self.entries)

@@ -16,7 +16,7 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         default=None,
         help="folder holding the four IDX files (.gz or raw); default: $FMNIST_DATA_DIR, the cache, "
-        "the system copy, then download",
+        "the system copy (skipped when $FMNIST_NO_SYSTEM_DATA=1), then download",
     )
 
 
@@ -38,7 +38,12 @@ def register(sub) -> None:
         formatter_class=HelpFormatter,
     )
     add_source_args(fetch)
-    fetch.add_argument("--mirror", action="append", default=None, help="base URL to download from (repeatable); replaces the built-in mirrors")
+    fetch.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        help="base URL to download from (repeatable); replaces the built-in mirrors",
+    )
     fetch.add_argument("--retries", type=int, default=3, help="attempts per mirror")
     fetch.add_argument("--timeout", type=float, default=30.0, help="seconds per connection")
     fetch.set_defaults(func=cmd_fetch)
@@ -98,7 +103,9 @@ def cmd_fetch(args) -> int:
 
     if args.retries < 1 or args.timeout <= 0:
         raise ConfigError("--retries must be at least 1 and --timeout positive")
-    files = locate(args.dataset, args.data_dir, mirrors=args.mirror, retries=args.retries, timeout=args.timeout)
+    files = locate(
+        args.dataset, args.data_dir, mirrors=args.mirror, retries=args.retries, timeout=args.timeout
+    )
     print(f"{files.spec.title}: 4 files verified, from {files.describe()}")
     return 0
 
@@ -122,7 +129,9 @@ def summary(ds) -> dict:
         "source": ds.files.origin,
         "directory": str(ds.files.directory),
         "fingerprint": ds.fingerprint,
-        "files": {k: {"path": str(p), "verified": ds.files.verified.get(k)} for k, p in ds.files.paths.items()},
+        "files": {
+            k: {"path": str(p), "verified": ds.files.verified.get(k)} for k, p in ds.files.paths.items()
+        },
         "splits": {},
     }
     for kind in ("train", "t10k"):
@@ -189,6 +198,8 @@ def cmd_sprite(args) -> int:
         raise ConfigError("--columns must be positive")
     ds = load_dataset(args.dataset, args.data_dir, quiet=False)
     split = ds.split(args.split)
-    canvas = make_sprite(np.asarray(split.images), np.asarray(split.labels), len(ds.classes), 3, args.columns, args.seed)
+    canvas = make_sprite(
+        np.asarray(split.images), np.asarray(split.labels), len(ds.classes), 3, args.columns, args.seed
+    )
     print(save_sprite(args.out, canvas, invert=args.invert))
     return 0

@@ -7,6 +7,7 @@ with an HTTP Range request when the server supports it.
 
 from __future__ import annotations
 
+import http.client
 import os
 import sys
 import time
@@ -79,28 +80,34 @@ def download(
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / resource.filename
     part = dest_dir / (resource.filename + ".part")
-    failures: list[str] = []
+    failures: dict[str, str] = {}  # url -> its last failure, in the order tried
+    tries = 0
     for base in mirrors:
         url = base.rstrip("/") + "/" + resource.filename
         for attempt in range(1, retries + 1):
+            tries += 1
             try:
                 _fetch_once(url, part, resource.size, timeout, progress)
                 verify_file(part, resource)
             except DataError as exc:  # complete but wrong bytes: discard and try again from zero
-                failures.append(f"{url}: {str(exc).split(': ', 1)[-1]}")
+                failures[url] = str(exc).split(": ", 1)[-1]
                 _move_aside(part)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", None) or exc
-                failures.append(f"{url}: {reason}")
-                if isinstance(exc, urllib.error.HTTPError) and exc.code in (403, 404, 410):
-                    break  # no use retrying a missing file on this mirror
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                if isinstance(exc, urllib.error.HTTPError):
+                    failures[url] = f"HTTP {exc.code} {exc.reason}"
+                    if exc.code == 416:  # the .part is already as long as the file, or longer
+                        part.unlink(missing_ok=True)
+                    elif exc.code in (403, 404, 410):
+                        break  # no use retrying a missing file on this mirror
+                else:
+                    failures[url] = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
             else:
                 os.replace(part, dest)
                 return dest
             if attempt < retries:
                 time.sleep(backoff * 2 ** (attempt - 1))
-    tried = "; ".join(failures[-6:]) or "no mirrors configured"
-    raise DownloadError(f"could not download {resource.filename} after {len(failures)} tries: {tried}")
+    tried = "; ".join(f"{url}: {why}" for url, why in failures.items()) or "no mirrors configured"
+    raise DownloadError(f"could not download {resource.filename} after {tries} tries: {tried}")
 
 
 def _move_aside(path: Path) -> None:

@@ -35,7 +35,9 @@ def _subset(ds: Dataset, kind: str, limit: int | None) -> tuple[np.ndarray, np.n
     return np.asarray(split.images[:n]), np.asarray(split.labels[:n])
 
 
-def export(ds: Dataset, out: Path, fmt: str, kinds: tuple[str, ...] = ("train", "t10k"), limit: int | None = None) -> list[Path]:
+def export(
+    ds: Dataset, out: Path, fmt: str, kinds: tuple[str, ...] = ("train", "t10k"), limit: int | None = None
+) -> list[Path]:
     """Write ``ds`` under ``out``; returns the files or folders written."""
     if fmt not in FORMATS:
         raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -96,7 +98,9 @@ def write_png_tree(root: Path, images: np.ndarray, labels: np.ndarray, classes: 
         for d in dirs:
             d.mkdir()
         for i, (img, lab) in enumerate(zip(images, labels, strict=True)):
-            Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).save(dirs[int(lab)] / f"{i:05d}.png", optimize=False)
+            Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).save(
+                dirs[int(lab)] / f"{i:05d}.png", optimize=False
+            )
         if root.exists():
             old = root.with_name(f".{root.name}.old-{os.getpid()}")
             os.replace(root, old)
@@ -118,7 +122,13 @@ def read_png_tree(root: Path) -> tuple[np.ndarray, np.ndarray]:
         label = int(class_dir.name.split("-", 1)[0])
         for png in class_dir.glob("*.png"):
             items.append((int(png.stem), label, png))
+    if not items:
+        raise DataError(f"{root}: no PNG images in class folders")
     items.sort()
-    images = np.stack([np.asarray(Image.open(p).convert("L")) for _, _, p in items])
+    images = []
+    for _, _, png in items:
+        with Image.open(png) as im:
+            images.append(np.asarray(im.convert("L")))
+    images = np.stack(images)
     labels = np.array([lab for _, lab, _ in items], dtype=np.uint8)
     return images, labels

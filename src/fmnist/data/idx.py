@@ -43,14 +43,18 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IdxError(f"{name}: too short for an IDX header ({len(data)} bytes)")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0:
-        raise IdxError(f"{name}: bad magic number 0x{data[:4].hex()} (an IDX file starts with two zero bytes)")
+        raise IdxError(
+            f"{name}: bad magic number 0x{data[:4].hex()} (an IDX file starts with two zero bytes)"
+        )
     if code not in DTYPES:
         raise IdxError(f"{name}: unknown IDX dtype code 0x{code:02x}")
     if ndim == 0:
         raise IdxError(f"{name}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise IdxError(f"{name}: truncated header: {ndim} dimensions need {header} bytes, file has {len(data)}")
+        raise IdxError(
+            f"{name}: truncated header: {ndim} dimensions need {header} bytes, file has {len(data)}"
+        )
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = DTYPES[code]
     count = 1
@@ -64,7 +68,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
             f"{name}: length mismatch: header declares {shape} {dtype.name} values "
             f"({expected} bytes) but the file holds {actual} bytes of data"
         )
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    try:
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
+    except ValueError as exc:  # more dimensions than numpy allows, or an empty shape too large to index
+        shape = "x".join(str(d) for d in dims)
+        raise IdxError(f"{name}: cannot hold an array of shape {shape}: {exc}") from None
     if dtype.itemsize > 1:
         array = array.astype(dtype.newbyteorder("="))
     return array
@@ -103,7 +111,11 @@ def encode_idx(array: np.ndarray) -> bytes:
         raise IdxError(f"cannot write a {array.ndim}-dimensional array as IDX (1 to 255 dimensions)")
     key = array.dtype.newbyteorder("=").str[1:]
     if key not in CODES:
-        raise IdxError(f"cannot write dtype {array.dtype} as IDX (uint8, int8, int16, int32, float32, float64)")
+        raise IdxError(
+            f"cannot write dtype {array.dtype} as IDX (uint8, int8, int16, int32, float32, float64)"
+        )
+    if any(d > 0xFFFFFFFF for d in array.shape):
+        raise IdxError(f"cannot write shape {array.shape} as IDX (each dimension must fit in 32 bits)")
     code = CODES[key]
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()

@@ -27,9 +27,7 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels
     if images.ndim != 3:
         raise DataError(f"{images_name}: images must be 3-D (n, rows, cols), found shape {images.shape}")
     if len(images) != len(labels):
-        raise DataError(
-            f"{images_name}: {len(images)} images but {labels_name} holds {len(labels)} labels"
-        )
+        raise DataError(f"{images_name}: {len(images)} images but {labels_name} holds {len(labels)} labels")
 
 
 def load_mnist(path: str | os.PathLike, kind: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +142,9 @@ def load_dataset(
     return Dataset(files.spec, splits["train"], splits["t10k"], files, fingerprint(files))
 
 
-def stratified_split(labels: np.ndarray, val_size: int | float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_size: int | float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train_idx, val_idx)``: a seeded validation split with every class in proportion.
 
     ``val_size`` is a count (int) or a fraction of ``labels`` (float in (0, 1)). Both index arrays

@@ -94,9 +94,15 @@ MNIST = DatasetSpec(
     classes=tuple(str(d) for d in range(10)),
     resources={
         # Decompressed-content MD5s are not recorded for MNIST: only the official .gz verifies.
-        "train-images": Resource("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422),
-        "train-labels": Resource("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", None, 28_881),
-        "t10k-images": Resource("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", None, 1_648_877),
+        "train-images": Resource(
+            "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422
+        ),
+        "train-labels": Resource(
+            "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", None, 28_881
+        ),
+        "t10k-images": Resource(
+            "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", None, 1_648_877
+        ),
         "t10k-labels": Resource("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", None, 4_542),
     },
     mirrors=(

@@ -3,7 +3,8 @@
 Order: ``--data-dir`` (or ``$FMNIST_DATA_DIR``) -> the project's cache -> the operating system's
 copy (Debian/Ubuntu ``dataset-fashion-mnist``) -> download from the mirrors into the cache.
 A file that fails verification is never used: in the cache it is moved aside (``NAME.bad-TIME``)
-and fetched again; in a folder the user named, it is an error.
+and fetched again; in a folder the user named, it is an error. ``$FMNIST_NO_SYSTEM_DATA=1`` skips
+the system copy (to test or force the download path on a machine that has one).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fmnist.errors import DataError, IdxError
 ENV_DATA_DIR = "FMNIST_DATA_DIR"
 ENV_CACHE = "FMNIST_CACHE"
 ENV_MIRROR = "FMNIST_MIRROR"  # comma-separated base URLs that replace the registry's mirrors
+ENV_NO_SYSTEM = "FMNIST_NO_SYSTEM_DATA"  # "1": ignore the operating system's copy
 
 
 def cache_root() -> Path:
@@ -134,7 +136,8 @@ def locate(
     if len(paths) == len(spec.resources):
         return DataFiles(spec, "cache", cache, paths, verified)
 
-    for system_dir in spec.system_dirs:
+    system_dirs = () if os.environ.get(ENV_NO_SYSTEM, "") not in ("", "0") else spec.system_dirs
+    for system_dir in system_dirs:
         sdir = Path(system_dir)
         if not sdir.is_dir():
             continue

@@ -1,6 +1,23 @@
-"""Models: named architectures and self-describing checkpoints."""
+"""Models: named architectures and self-describing checkpoints.
 
-from fmnist.models.checkpoint import LoadedModel, load_model, preprocess
-from fmnist.models.registry import MODELS, build_model, param_count
+Names are imported lazily so that ``fmnist --help`` does not pay for importing torch.
+"""
 
-__all__ = ["MODELS", "LoadedModel", "build_model", "load_model", "param_count", "preprocess"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "MODELS": "fmnist.models.registry",
+    "build_model": "fmnist.models.registry",
+    "param_count": "fmnist.models.registry",
+    "LoadedModel": "fmnist.models.checkpoint",
+    "load_model": "fmnist.models.checkpoint",
+    "preprocess": "fmnist.models.checkpoint",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fmnist.models' has no attribute {name!r}")

@@ -1,7 +1,25 @@
-"""Training: config, tensor-resident data, batch augmentation, the loop, checkpoints and resume."""
+"""Training: config, tensor-resident data, batch augmentation, the loop, checkpoints and resume.
 
-from fmnist.train.config import PRESETS, TrainConfig, make_config
-from fmnist.train.data import TrainingData, load_training_data
-from fmnist.train.trainer import FitResult, fit, train
+Names are imported lazily so that ``fmnist --help`` does not pay for importing torch.
+"""
 
-__all__ = ["PRESETS", "FitResult", "TrainConfig", "TrainingData", "fit", "load_training_data", "make_config", "train"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "fmnist.train.config",
+    "TrainConfig": "fmnist.train.config",
+    "make_config": "fmnist.train.config",
+    "TrainingData": "fmnist.train.data",
+    "load_training_data": "fmnist.train.data",
+    "FitResult": "fmnist.train.trainer",
+    "fit": "fmnist.train.trainer",
+    "train": "fmnist.train.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fmnist.train' has no attribute {name!r}")

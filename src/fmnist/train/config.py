@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.errors import ConfigError
-from fmnist.models.registry import MODELS
+from fmnist.models.catalog import CATALOG as MODELS
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,14 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
         saved = json.loads(saved_path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{saved_path}: unreadable run config ({exc})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{saved_path}: unreadable run config (not a JSON object)")
     saved.update({k: getattr(cfg, k) for k in MACHINE_KNOBS})
-    return TrainConfig(**saved).validate()
+    try:
+        saved_cfg = TrainConfig(**saved)
+    except TypeError as exc:  # a key this version does not know
+        raise ConfigError(f"{saved_path}: not a run config of this fmnist version ({exc})") from None
+    return saved_cfg.validate()
 
 
 def _rng_state() -> dict:
@@ -150,6 +156,8 @@ def fit(
                 f"(saved by {state.get('world_size', 1)} process(es), now {world.size})")
         elif writes:
             write_json(run_dir / CONFIG_FILE, cfg.to_dict())
+            if resume:  # killed before the first checkpoint: start again, without a row it may have left
+                write_text(run_dir / METRICS_FILE, "")
 
     say(f"model {cfg.model}: {param_count(model):,} parameters; device {device}, {torch.get_num_threads()} threads")
     say(f"data {data.dataset} (fingerprint {data.fingerprint}): {n:,} train / {len(data.val_y):,} val images"

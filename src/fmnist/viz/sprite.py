@@ -10,7 +10,12 @@ from fmnist.fsio import atomic_open
 
 
 def make_sprite(
-    images: np.ndarray, labels: np.ndarray, n_classes: int = 10, rows_per_class: int = 3, columns: int = 30, seed: int = 0
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int = 10,
+    rows_per_class: int = 3,
+    columns: int = 30,
+    seed: int = 0,
 ) -> np.ndarray:
     """A (n_classes*rows_per_class*28, columns*28) uint8 picture; images drawn at random per class."""
     rng = np.random.default_rng(seed)

@@ -15,7 +15,7 @@ py=${PYTHON:-python3}
 mkdir -p "$out"
 if [ "$mode" = "--dry-run" ]; then
   "$py" -m fmnist bench cnn --recipes gpu-fast,gpu-best --seeds 0,1 --references tutorial,resnet \
-    --reference-epochs 1 --epochs 1 --train-limit 2000 --ensemble --device cpu --out "$out"
+    --reference-epochs 1 --epochs 1 --train-limit 1000 --test-limit 500 --width 8 --ensemble --device cpu --out "$out"
   exit 0
 fi
 "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU here')"

@@ -34,6 +34,8 @@ class CnnBenchConfig:
     reference_seeds: tuple[int, ...] = (0,)
     epochs: int | None = None  # override every recipe's epochs (dry runs)
     train_limit: int | None = None  # train on the first N images (dry runs)
+    test_limit: int | None = None  # score the first N test images only (dry runs)
+    width: int | None = None  # override every recipe's model width (dry runs)
     ensemble: bool = False  # also score the seeds' models as an ensemble, with flip TTA
     device: str = "auto"
     data_dir: str | None = None
@@ -115,6 +117,7 @@ def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.devi
         train_limit=bench.train_limit,
         device=str(device),
         data_dir=bench.data_dir,
+        width=bench.width,
     )
     t_load = time.perf_counter()
     data = load_training_data(cfg, device)
@@ -181,7 +184,7 @@ def run_reference(
             )
         )
 
-    kwargs = {"width": 64, "depth": 2} if arch == "resnet" else {}
+    kwargs = {"width": bench.width or 64, "depth": 2} if arch == "resnet" else {}
     out = train_reference(
         arch,
         images[train_idx],
@@ -312,8 +315,9 @@ def run_bench(bench: CnnBenchConfig) -> dict:
     device = resolve_device(bench.device)
     set_threads(0)
     ds = load_dataset("fashion", bench.data_dir)
-    test_x = torch.from_numpy(np.array(ds.test.images)).unsqueeze(1).to(device)
-    test_y = torch.from_numpy(np.asarray(ds.test.labels).astype(np.int64)).to(device)
+    n_test = bench.test_limit or len(ds.test)
+    test_x = torch.from_numpy(np.array(ds.test.images[:n_test])).unsqueeze(1).to(device)
+    test_y = torch.from_numpy(np.asarray(ds.test.labels[:n_test]).astype(np.int64)).to(device)
     info = machine()
     print(f"bench cnn: {info}; config {asdict(bench)}", flush=True)
     rows, extra = [], []

@@ -1,0 +1,163 @@
+"""Every registered model: shapes, features/classifier split, finite outputs, gradients everywhere.
+
+Also the tutorial net against the README's "2 Conv+pooling" description, the registry's errors and
+a model.pt round trip through ``load_model``. CPU only, small widths: a few seconds in all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fmnist.errors import ConfigError
+from fmnist.models import MODELS, build_model, load_model, param_count, preprocess
+from fmnist.models.checkpoint import model_record, save
+from fmnist.train.config import make_config
+
+# Knobs that keep every model small enough for a CPU test; a model missing here is built with its defaults.
+SMALL = {"tutorial": {}, "fastcnn": {"width": 4}, "resnet": {"width": 4, "depth": 1}}
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=sorted(MODELS))
+def model_name(request) -> str:
+    return request.param
+
+
+def small(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(name, num_classes=10, **SMALL.get(name, {}))
+
+
+def batch(n: int = 6) -> torch.Tensor:
+    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+def test_every_registered_model_is_covered_by_the_small_table():
+    assert set(SMALL) == set(MODELS), "add the new model's small knobs to SMALL"
+
+
+def test_forward_and_features_shapes_and_split(model_name):
+    model = small(model_name).eval()
+    x = batch()
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.features(x)
+    assert logits.shape == (6, 10)
+    assert feats.ndim == 2 and feats.shape[0] == 6
+    assert feats.shape[1] == model.classifier.in_features
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.out_features == 10
+    assert torch.isfinite(logits).all() and torch.isfinite(feats).all()
+    with torch.no_grad():
+        assert torch.equal(model.classifier(feats), logits)
+
+
+def test_channels_last_gives_the_same_logits(model_name):
+    model = small(model_name).eval()
+    x = batch()
+    with torch.no_grad():
+        plain = model(x)
+        nhwc = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(nhwc, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_every_parameter_gets_a_gradient(model_name):
+    model = small(model_name).train()
+    loss = nn.functional.cross_entropy(model(batch(8)), torch.arange(8) % 10)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{model_name}.{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{model_name}.{name} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{model_name}.{name} has an all-zero gradient"
+
+
+def test_num_classes_is_honoured(model_name):
+    model = build_model(model_name, num_classes=3, **SMALL.get(model_name, {})).eval()
+    with torch.no_grad():
+        assert model(batch(2)).shape == (2, 3)
+
+
+def test_tutorial_net_is_the_readme_two_conv_pooling_net():
+    model = build_model("tutorial")
+    assert param_count(model) == 3_274_634
+    layers = [m for m in model.modules() if not isinstance(m, (nn.Sequential, type(model)))]
+    kinds = [type(m).__name__ for m in layers]
+    assert kinds == [
+        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten",
+        "Linear", "ReLU", "Dropout", "Linear",
+    ]
+    conv1, conv2 = (m for m in layers if isinstance(m, nn.Conv2d))
+    assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size) == (1, 32, (5, 5))
+    assert (conv2.in_channels, conv2.out_channels, conv2.kernel_size) == (32, 64, (5, 5))
+    assert conv1.padding == conv2.padding == (2, 2)  # "same" convolutions: 28 -> 14 -> 7 after the pools
+    assert all(m.kernel_size == 2 for m in layers if isinstance(m, nn.MaxPool2d))
+    dense, out = (m for m in layers if isinstance(m, nn.Linear))
+    assert (dense.in_features, dense.out_features) == (7 * 7 * 64, 1024)
+    assert (out.in_features, out.out_features) == (1024, 10)
+    assert next(m for m in layers if isinstance(m, nn.Dropout)).p == pytest.approx(0.4)
+
+
+def test_fast_default_is_small():
+    """The CPU default stays at 'a few hundred thousand parameters at most'."""
+    defaults = MODELS["fastcnn"].defaults
+    assert param_count(build_model("fastcnn", **defaults)) < 300_000
+
+
+def test_resnet_width_and_depth_change_the_size():
+    sizes = {(w, d): param_count(build_model("resnet", width=w, depth=d)) for w in (4, 8) for d in (1, 2)}
+    assert sizes[(4, 1)] < sizes[(4, 2)] < sizes[(8, 2)]
+    assert sizes[(4, 1)] < sizes[(8, 1)]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "fragment"),
+    [
+        ("nope", {}, "unknown model 'nope'"),
+        ("tutorial", {"width": 8}, "takes no width"),
+        ("fastcnn", {"depth": 2}, "takes no depth"),
+        ("fastcnn", {"width": 0}, "--width must be positive"),
+        ("resnet", {"depth": -1}, "--depth must be positive"),
+    ],
+)
+def test_unknown_model_or_bad_knob_is_a_config_error(name, kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        build_model(name, **kwargs)
+
+
+def test_none_knobs_mean_the_models_default():
+    assert param_count(build_model("fastcnn", width=None)) == param_count(build_model("fastcnn"))
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [({"model": "nope"}, "unknown model"), ({"model": "tutorial", "width": 8}, "takes no --width")])
+def test_train_config_refuses_what_the_registry_refuses(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        make_config(**overrides)
+
+
+def test_model_file_round_trip(tmp_path):
+    """A saved record rebuilds the same network; LoadedModel applies the saved mean/std."""
+    model = small("fastcnn").eval()
+    classes = [f"c{i}" for i in range(10)]
+    record = model_record(
+        model, arch="fastcnn", arch_kwargs={"width": 4}, classes=classes, mean=0.3, std=0.35,
+        dataset="fashion", fingerprint="abc", epoch=2, metrics={"val_acc": 0.5}, config={"model": "fastcnn"},
+    )
+    save(record, tmp_path / "model.pt")
+    loaded = load_model(tmp_path)  # a run folder means its model.pt
+    assert loaded.classes == classes and loaded.record["epoch"] == 2 and "state_dict" not in loaded.record
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        expected = torch.softmax(model(preprocess(images, 0.3, 0.35)), 1).numpy()
+    probs = loaded.predict_proba(images, batch_size=2)
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert loaded.features(images).shape == (5, model.classifier.in_features)

@@ -1,1 +1,1 @@
-"""Pictures of the data: the sprite, and (later) embeddings."""
+"""Pictures of the data: the sprite (``fmnist data sprite``) and 2-D maps (``fmnist viz embed``)."""

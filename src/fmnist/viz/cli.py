@@ -1,0 +1,72 @@
+"""``fmnist viz``: pictures of the data. ``embed`` draws 2-D maps (the sprite is ``fmnist data sprite``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmnist.cli import HelpFormatter, add_command
+from fmnist.data.cli import add_source_args
+
+
+def register(sub) -> None:
+    viz = add_command(
+        sub,
+        "viz",
+        help="maps of the data set: PCA, t-SNE, UMAP of pixels or CNN features",
+        description="Pictures of the data. (The README's sprite is `fmnist data sprite`.)",
+        example="fmnist viz embed --method umap --out maps/",
+    )
+    vsub = viz.add_subparsers(dest="viz_command", metavar="ACTION", required=True)
+    embed = vsub.add_parser(
+        "embed",
+        help="a 2-D map coloured by class (PNG) and its coordinates (CSV)",
+        description="Map the images to 2-D with PCA, t-SNE or UMAP, from raw pixels or from a trained "
+        "model's penultimate layer. t-SNE and UMAP run on PCA-50. Without --n: 10,000 images for PCA, "
+        "5,000 for t-SNE and UMAP (a random subsample; a few minutes on 2 cores). Writes "
+        "DATASET-SPLIT-FEATURES-METHOD.png, .csv (index, label, class, x, y) and .json (what was drawn). "
+        "--dataset both draws Fashion-MNIST and MNIST side by side (it needs the MNIST files).\n\n"
+        "Example:\n  fmnist viz embed --method tsne --features cnn --run runs/first --thumbnails --out maps/",
+        formatter_class=HelpFormatter,
+    )
+    add_source_args(embed)
+    embed.add_argument("--method", default="pca", help="pca, tsne or umap")
+    embed.add_argument("--features", default="pixels", help="pixels, or cnn (needs --run)")
+    embed.add_argument("--run", type=Path, default=None, help="run folder (or model.pt) for --features cnn")
+    embed.add_argument("--n", type=int, default=None, help="images on the map (default: per method, see above)")
+    embed.add_argument("--split", choices=("train", "t10k"), default="train")
+    embed.add_argument("--seed", type=int, default=0, help="seeds the subsample and the embedding")
+    embed.add_argument("--thumbnails", action="store_true", help="draw sample images at points far apart")
+    embed.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores; 1 is faster on a busy machine)")
+    embed.add_argument("--out", type=Path, default=Path("maps"), help="output folder")
+    embed.set_defaults(func=cmd_embed)
+
+
+def cmd_embed(args) -> int:
+    from fmnist.errors import ConfigError
+    from fmnist.viz.embed import FEATURES, METHODS, MIN_N, load_named, write_maps
+
+    if args.method not in METHODS:
+        raise ConfigError(f"unknown --method {args.method!r}; known: {', '.join(METHODS)}")
+    if args.features not in FEATURES:
+        raise ConfigError(f"unknown --features {args.features!r}; known: {', '.join(FEATURES)}")
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if args.n is not None and args.n < MIN_N:
+        raise ConfigError(f"--n must be at least {MIN_N}, got {args.n}")
+    run = None
+    if args.features == "cnn":
+        from fmnist.models.checkpoint import resolve_model_path
+
+        if args.run is None:
+            raise ConfigError("--features cnn needs --run RUN_DIR (a folder written by `fmnist train`)")
+        run = resolve_model_path(args.run)  # a missing run is an error before any data is read
+    elif args.run is not None:
+        raise ConfigError("--run is used only with --features cnn")
+    names = ["fashion", "mnist"] if args.dataset == "both" else [args.dataset]
+    if len(names) > 1 and args.data_dir is not None:
+        raise ConfigError("--data-dir names one data set's folder; with --dataset both each is found in the cache")
+    datasets = [load_named(name, args.data_dir) for name in names]
+    for path in write_maps(datasets, args.split, args.method, args.features, args.n, args.seed, run, args.out,
+                           args.thumbnails, args.threads):
+        print(path)
+    return 0

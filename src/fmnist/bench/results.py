@@ -1,0 +1,220 @@
+"""Benchmark result rows: one JSON object per finished job, appended to a JSONL file.
+
+The file is the benchmark's only state. A run appends a row when a job ends (``fsync``'d, so a
+kill can cut at most a final partial line, which :func:`repair_tail` drops); a restarted run skips
+every key already there. Rows from other benchmarks (the CNN's) go into the same file through
+:func:`append_external_result`, so one dashboard ranks everything.
+
+A row holds: ``key`` (data set / training size / name / parameters), ``source`` ("sklearn",
+"cnn"), ``family``, ``name``, ``parameters`` (the grid's spelling), ``estimator`` (what actually
+ran), ``mapped`` (renames applied), ``dataset``, ``fingerprint`` (of the data), ``quick`` and
+``subsample`` (training images when quick, else null), ``n_train``, ``n_test``, ``status`` (done,
+skipped, timeout, memory, error) and ``reason``, ``scores``, ``mean_accuracy``, ``std_accuracy``
+(population std of the scores; the original logged twice that), ``repeats``, ``start_time`` and
+``done_time`` (ISO 8601, UTC), ``time_per_repeat`` (fit + test seconds), ``train_seconds``,
+``peak_rss_mb``, ``time_limit_s``, ``memory_limit_mb``, ``sklearn``, ``host``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fmnist.errors import FmnistError
+from fmnist.fsio import append_line
+
+STATUSES = ("done", "skipped", "timeout", "memory", "error")
+
+
+class ResultsError(FmnistError):
+    """A results file cannot be read, or a row to add is malformed."""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def job_key(dataset: str, subsample: int | None, name: str, parameters: dict[str, Any]) -> str:
+    """Identity of one job: what a restarted run looks up to skip finished work."""
+    size = "full" if subsample is None else str(subsample)
+    return f"{dataset}/{size}/{name} {json.dumps(parameters, sort_keys=True)}"
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """All rows of a results file ([] if it does not exist); anything but a cut last line is an error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a folder, not a results file") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a text file; not a results file") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    lines = text.split("\n")
+    complete, tail = lines[:-1], lines[-1]  # tail: "" or a line without its newline
+    rows = []
+    for number, line in enumerate(complete, 1):
+        if line.strip():
+            rows.append(_parse_row(path, number, line))
+    if tail.strip():
+        if not tail.lstrip().startswith("{"):
+            raise ResultsError(f"{path}: line {len(lines)} is not JSON; not a results file")
+        try:
+            rows.append(_parse_row(path, len(lines), tail))
+        except ResultsError:
+            pass  # a row cut by a kill: its job was not finished
+    return rows
+
+
+def _parse_row(path: Path, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        raise ResultsError(f"{path}: line {number} is not JSON; not a results file") from None
+    if not isinstance(row, dict) or "key" not in row or "status" not in row:
+        raise ResultsError(f"{path}: line {number} is not a result row (needs 'key' and 'status')")
+    return row
+
+
+def repair_tail(path: str | os.PathLike) -> bool:
+    """Make the file end with a newline: drop a final line cut by a kill, or terminate a whole one."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if not data or data.endswith(b"\n"):
+            return False
+        cut = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[cut:])
+            fh.write(b"\n")  # a whole row that lacks only its newline
+        except ValueError:
+            fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def latest(rows: Iterable[dict]) -> dict[str, dict]:
+    """The last row per key: a retried job's new row replaces its old one."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        out[row["key"]] = row
+    return out
+
+
+def append_result(path: str | os.PathLike, row: dict) -> None:
+    """Append one row (one line, fsync'd)."""
+    if "key" not in row or row.get("status") not in STATUSES:
+        raise ResultsError(f"a result row needs a 'key' and a status in {STATUSES}")
+    append_line(path, json.dumps(row, allow_nan=False, default=str))
+
+
+def _number(row: dict, field: str, low: float = 0.0, high: float = math.inf) -> float | None:
+    value = row.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        what = "a fraction in [0, 1], not a percentage" if high == 1.0 else f"a number in [{low:g}, {high:g}]"
+        raise ResultsError(f"result row: {field!r} must be {what}, got {value!r}")
+    return float(value)
+
+
+def external_row(row: dict, source: str = "cnn") -> dict:
+    """Check and complete a row from another benchmark (a CNN's) so it ranks with the scikit-learn rows.
+
+    Needs ``name``, ``dataset`` and ``mean_accuracy`` (a fraction) or ``scores``; may give
+    ``parameters``, ``family`` (default: the source in capitals), ``train_seconds``,
+    ``std_accuracy``, ``subsample``, ``start_time``/``done_time``, ``fingerprint``, ``estimator``.
+    """
+    if not isinstance(row, dict):
+        raise ResultsError("a result row must be a JSON object")
+    name, dataset = row.get("name"), row.get("dataset")
+    if not isinstance(name, str) or not name or not isinstance(dataset, str) or not dataset:
+        raise ResultsError("a result row needs 'name' and 'dataset' strings")
+    params = row.get("parameters", {})
+    if not isinstance(params, dict):
+        raise ResultsError("result row: 'parameters' must be an object")
+    scores = row.get("scores")
+    if scores is not None and (
+        not isinstance(scores, list)
+        or not scores
+        or not all(isinstance(s, int | float) and 0 <= s <= 1 for s in scores)
+    ):
+        raise ResultsError("result row: 'scores' must be a non-empty list of fractions in [0, 1]")
+    mean = _number(row, "mean_accuracy", 0.0, 1.0)
+    if mean is None and scores:
+        mean = sum(scores) / len(scores)
+    if mean is None:
+        raise ResultsError("a result row needs 'mean_accuracy' (a fraction in [0, 1]) or 'scores'")
+    scores = scores or [mean]
+    std = _number(row, "std_accuracy", 0.0, 1.0)
+    if std is None:
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+    subsample = row.get("subsample")
+    if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
+        raise ResultsError("result row: 'subsample' must be a positive count of training images or null")
+    for field in ("train_seconds", "time_per_repeat", "peak_rss_mb"):
+        _number(row, field)
+    out = {
+        **row,
+        "key": job_key(dataset, subsample, name, params),
+        "source": row.get("source", source),
+        "family": row.get("family") or source.upper(),
+        "name": name,
+        "parameters": params,
+        "dataset": dataset,
+        "quick": subsample is not None,
+        "subsample": subsample,
+        "status": "done",
+        "reason": row.get("reason", ""),
+        "scores": scores,
+        "mean_accuracy": mean,
+        "std_accuracy": std,
+        "repeats": len(scores),
+        "done_time": row.get("done_time") or now_iso(),
+    }
+    out.setdefault("start_time", out["done_time"])
+    out.setdefault("train_seconds", out.get("time_per_repeat"))
+    out.setdefault("time_per_repeat", out.get("train_seconds"))
+    return out
+
+
+def append_external_result(results_path: str | os.PathLike, row: dict, source: str = "cnn") -> dict:
+    """Add a CNN (or other) result to a results file; returns the stored row. A re-run replaces it in reports."""
+    full = external_row(row, source)
+    read_results(results_path)  # refuse to append to something that is not a results file
+    repair_tail(results_path)
+    append_result(results_path, full)
+    return full
+
+
+def load_rows_file(path: str | os.PathLike) -> list[dict]:
+    """Rows to add from a file: one JSON object, a JSON list of objects, or JSON lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}: neither JSON nor JSON lines ({exc.msg})") from None
+    rows = data if isinstance(data, list) else [data]
+    if not rows:
+        raise ResultsError(f"{path}: holds no result rows")
+    return rows

@@ -1,0 +1,581 @@
+"""``fmnist bench sklearn``: the README's scikit-learn benchmark, guarded, resumable and parallel.
+
+Each job (one configuration on one data set) runs in its own child process
+(:mod:`fmnist.bench.worker`), supervised by a thread here or by a Dask worker: the supervisor
+polls the child's CPU time, wall time and resident memory every 0.1 s and kills it at any limit,
+so a runaway configuration costs at most its limits and the run goes on. Only this process writes the
+results file, one fsync'd line per finished job; a restarted run skips every key already there.
+
+Parallelism: ``--jobs N`` runs N supervisors through joblib (threads: the work is in the child
+processes, and threads die with this process, taking their children with them);
+``--scheduler local`` runs them on a Dask LocalCluster, ``--scheduler tcp://HOST:PORT`` on a Dask
+cluster whose workers have ``fmnist[bench]`` installed and the data at hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fmnist.bench import grid as gridmod
+from fmnist.bench.results import (
+    STATUSES,
+    append_result,
+    job_key,
+    latest,
+    now_iso,
+    read_results,
+    repair_tail,
+)
+from fmnist.errors import ConfigError, FmnistError
+from fmnist.fsio import write_json
+
+POLL_SECONDS = 0.1  # how often a supervisor samples its child's time and memory
+# The time limit counts CPU seconds, so a job's fate does not depend on what else the (shared)
+# machine is doing; the wall limit, this many times longer by default, catches jobs that wait
+# instead of computing (a deadlock, swapping, a sleep).
+WALL_FACTOR = 5.0
+# A --quick pass: 200 images per class, two repeats, a minute per job at most; with 2 jobs at
+# once it finishes the 143 configurations on a shared 2-core machine in about half an hour.
+DEFAULT_QUICK = 2000  # training images
+QUICK_REPEATS = 2
+QUICK_TIME_LIMIT = 60.0  # seconds per job
+CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler before giving up
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/:]+(:\d+)?$")
+_STOP = threading.Event()  # set when the run is interrupted: supervisors kill their children
+
+
+@dataclass(frozen=True)
+class SklearnBenchConfig:
+    """Everything one run of the scikit-learn benchmark depends on; printed first, saved beside the results."""
+
+    results: str = "benchmarks/results/sklearn.jsonl"  # JSONL file: appended, and read to resume
+    dataset: str = "fashion"  # "fashion" or "mnist"; or the NPZ's name when data_npz is set
+    data_dir: str | None = None  # folder with the four IDX files (default: cache / system copy)
+    data_npz: str | None = None  # an `fmnist data export --format npz` file used instead
+    quick: int | None = None  # training images in the stratified subsample; None: all 60,000
+    repeats: int = 3  # shuffles of the training set per configuration (2 when the first two agree)
+    seed: int = 0  # seeds the subsample and the shuffles
+    jobs: int = 1  # configurations run at once
+    threads: int = 1  # BLAS / OpenMP threads inside each job
+    time_limit: float = 3600.0  # CPU seconds per job (its processes together), start-up included
+    wall_limit: float | None = None  # wall seconds per job; None: WALL_FACTOR x time_limit
+    memory_limit_mb: float = 8192.0  # MiB of resident memory per job (child and its children)
+    scheduler: str | None = None  # None: joblib here; "local": Dask LocalCluster; "tcp://host:port"
+    grid: str | None = None  # grid JSON (default: the README's baselines.json, shipped)
+    only: tuple[str, ...] = ()  # families to run (default: all)
+    retry: tuple[str, ...] = ()  # statuses whose jobs are run again (e.g. "timeout")
+
+    def validate(self) -> None:
+        if self.repeats < 1 or self.jobs < 1 or self.threads < 1:
+            raise ConfigError("--repeats, --jobs and --threads must be at least 1")
+        if (
+            self.time_limit <= 0
+            or self.memory_limit_mb <= 0
+            or (self.wall_limit is not None and self.wall_limit <= 0)
+        ):
+            raise ConfigError("--time-limit, --wall-limit and --memory-limit must be positive")
+        if self.quick is not None and self.quick < 20:
+            raise ConfigError("--quick needs at least 20 training images (two per class)")
+        bad = [s for s in self.retry if s not in STATUSES or s == "done"]
+        if bad:
+            raise ConfigError(f"--retry takes statuses from {', '.join(STATUSES[1:])}, not {', '.join(bad)}")
+        if self.scheduler not in (None, "local") and not SCHEDULER_ADDRESS.match(self.scheduler):
+            raise ConfigError(
+                f"bad scheduler address {self.scheduler!r}; expected tcp://HOST:PORT or 'local'"
+            )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One configuration to run: what a supervisor (thread or Dask worker) needs, and nothing more."""
+
+    key: str
+    name: str
+    parameters: dict[str, Any]
+    dataset: str
+    data_dir: str | None
+    data_npz: str | None
+    subsample: int | None
+    seed: int
+    repeats: int
+    time_limit: float  # CPU seconds
+    wall_limit: float  # wall seconds
+    memory_limit_mb: float
+    threads: int
+    scratch: str | None = None  # folder for the job's files (a run's own, cleared on restart); None: /tmp
+
+
+def default_memory_limit_mb(jobs: int) -> float:
+    """90% of the machine's memory shared among the jobs that run at once."""
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total
+    except ImportError:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return round(0.9 * total / 2**20 / max(1, jobs))
+
+
+def parse_memory(text: str) -> float:
+    """``"8G"``, ``"500M"`` or a plain number of MiB -> MiB."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([gGmM]i?[bB]?)?\s*", str(text))
+    if not match:
+        raise ConfigError(f"bad memory size {text!r}; write e.g. 8G or 500M")
+    value, unit = float(match.group(1)), (match.group(2) or "m")[0].lower()
+    return value * 1024 if unit == "g" else value
+
+
+# --------------------------------------------------------------------------- supervising one job
+
+
+def _tree(proc) -> list:
+    import psutil
+
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
+def _rss_mb(procs: list) -> float:
+    import psutil
+
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def _cpu_seconds(proc, procs: list) -> float:
+    """User + system seconds of the job's live processes and of the children it has already reaped."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system + (t.children_user + t.children_system if p is proc else 0.0)
+    return total
+
+
+def _kill(procs: list) -> None:
+    import psutil
+
+    for p in reversed(procs):
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+        env[var] = str(threads)
+    src = str(Path(__file__).resolve().parents[2])  # so the child finds fmnist even when not installed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _read_events(path: Path) -> list[dict]:
+    events = []
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+    return events
+
+
+def run_guarded(job: Job) -> dict | None:
+    """Run one job in a child process under its time and memory limits; the result row (None if interrupted)."""
+    import psutil
+
+    started, t0 = now_iso(), time.monotonic()
+    peak, cpu, killed = 0.0, 0.0, None
+    scratch = job.scratch if job.scratch and os.path.isdir(job.scratch) else None
+    with tempfile.TemporaryDirectory(prefix="fmnist-bench-", dir=scratch) as tmp:
+        job_file, progress, log = Path(tmp, "job.json"), Path(tmp, "progress.jsonl"), Path(tmp, "stderr.txt")
+        job_file.write_text(json.dumps(dataclasses.asdict(job)), encoding="utf-8")
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fmnist.bench.worker", str(job_file), str(progress), str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env=_child_env(job.threads),
+            )
+        watched = psutil.Process(proc.pid)
+        try:
+            while proc.poll() is None:
+                procs = _tree(watched)
+                peak = max(peak, _rss_mb(procs))
+                cpu = max(cpu, _cpu_seconds(watched, procs))
+                if _STOP.is_set():
+                    killed = "interrupted"
+                elif cpu > job.time_limit:
+                    killed = "timeout"
+                elif time.monotonic() - t0 > job.wall_limit:
+                    killed = "wall"
+                elif peak > job.memory_limit_mb:
+                    killed = "memory"
+                if killed:
+                    _kill(_tree(watched))
+                    break
+                time.sleep(POLL_SECONDS)
+        finally:
+            if proc.poll() is None:
+                _kill(_tree(watched))
+            proc.wait(timeout=30)
+        seconds = time.monotonic() - t0
+        events = _read_events(progress)
+        stderr_tail = [
+            line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()
+        ]
+    if killed == "interrupted":
+        return None
+    return _row(job, events, killed, proc.returncode, stderr_tail, started, seconds, peak, cpu)
+
+
+def _row(
+    job: Job,
+    events: list[dict],
+    killed: str | None,
+    returncode: int,
+    stderr: list[str],
+    started: str,
+    seconds: float,
+    peak_mb: float,
+    cpu_seconds: float = 0.0,
+) -> dict:
+    start = next((e for e in events if e.get("event") == "start"), {})
+    end = next((e for e in events if e.get("event") == "end"), None)
+    repeats = [e for e in events if e.get("event") == "repeat"]
+    scores = [e["score"] for e in repeats]
+    if killed == "timeout":
+        status, reason = "timeout", f"killed at the CPU-time limit of {job.time_limit:g} s"
+    elif killed == "wall":
+        status, reason = "timeout", f"killed at the wall-time limit of {job.wall_limit:g} s"
+    elif killed == "memory":
+        status, reason = (
+            "memory",
+            f"killed at {peak_mb:.0f} MiB resident, over the limit of {job.memory_limit_mb:g} MiB",
+        )
+    elif end is not None:
+        status, reason = end["status"], end.get("reason", "")
+    elif returncode == -9:
+        status, reason = (
+            "memory",
+            "killed by SIGKILL from outside, most likely the kernel's out-of-memory killer",
+        )
+    else:
+        last = stderr[-1] if stderr else "no message"
+        status, reason = "error", f"worker exited with status {returncode}: {last}"[:300]
+    if status in ("timeout", "memory") and scores:
+        # The repeats that finished are valid measurements: keep them, say why the rest are missing.
+        reason = f"stopped after {len(scores)} of {job.repeats} repeats: {reason}"
+        status = "done"
+    mean = sum(scores) / len(scores) if scores else None
+    std = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5 if scores else None
+    fit = [e["fit_seconds"] for e in repeats]
+    fit_cpu = [e.get("fit_cpu_seconds", 0.0) for e in repeats]
+    test = [e["test_seconds"] for e in repeats]
+    return {
+        "key": job.key,
+        "source": "sklearn",
+        "family": job.name.rsplit(":", 1)[-1],
+        "name": job.name,
+        "parameters": job.parameters,
+        "estimator": start.get("estimator"),
+        "mapped": start.get("mapped", []),
+        "dataset": job.dataset,
+        "fingerprint": start.get("fingerprint"),
+        "quick": job.subsample is not None,
+        "subsample": job.subsample,
+        "n_train": start.get("n_train"),
+        "n_test": start.get("n_test"),
+        "status": status,
+        "reason": reason,
+        "warnings": (end or {}).get("warnings", []),
+        "scores": scores,
+        "mean_accuracy": mean,
+        "std_accuracy": std,
+        "repeats": len(scores),
+        "start_time": started,
+        "done_time": now_iso(),
+        "time_per_repeat": (sum(fit) + sum(test)) / len(scores) if scores else None,
+        "train_seconds": sum(fit) / len(fit) if fit else None,
+        "train_cpu_seconds": sum(fit_cpu) / len(fit_cpu) if fit_cpu else None,
+        "wall_seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "peak_rss_mb": round(peak_mb, 1),
+        "time_limit_s": job.time_limit,
+        "wall_limit_s": job.wall_limit,
+        "memory_limit_mb": job.memory_limit_mb,
+        "threads": job.threads,
+        "sklearn": _sklearn_version(),
+        "host": socket.gethostname(),
+    }
+
+
+def _sklearn_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------- planning a run
+
+
+@dataclass
+class Plan:
+    """What a run will do: jobs to start, rows to write without starting anything, and what is done."""
+
+    configs: list[gridmod.BenchConfig]
+    jobs: list[Job]
+    refused: list[dict]  # rows for jobs refused before starting (memory estimate over the limit)
+    finished: dict[str, dict]  # key -> row already in the results file
+    n_train: int
+
+
+def _training_labels(cfg: SklearnBenchConfig):
+    import numpy as np
+
+    from fmnist.bench.worker import load_arrays, subsample_indices
+
+    _, y_train, _, _, _ = load_arrays(cfg.dataset, cfg.data_dir, cfg.data_npz)
+    if cfg.quick is not None and cfg.quick >= len(y_train):
+        raise ConfigError(f"--quick {cfg.quick} is not a subsample of the {len(y_train)} training images")
+    y = np.asarray(y_train)
+    return y[subsample_indices(y, cfg.quick, cfg.seed)]
+
+
+def make_plan(cfg: SklearnBenchConfig) -> Plan:
+    """Expand the grid, drop finished jobs, refuse those whose memory estimate is over the limit."""
+    import numpy as np
+
+    from fmnist.bench.estimators import ESTIMATORS, memory_estimate
+
+    cfg.validate()
+    configs = gridmod.select(gridmod.expand(gridmod.load_grid(cfg.grid)), cfg.only)
+    unknown = sorted({c.name for c in configs if c.name not in ESTIMATORS and ":" not in c.name})
+    if unknown:
+        raise ConfigError(
+            f"grid names unknown estimators: {', '.join(unknown)} (use module:Class for others)"
+        )
+    finished = latest(read_results(cfg.results))
+    labels = _training_labels(cfg)
+    counts = np.bincount(labels.astype(np.int64))
+    jobs, refused, done = [], [], {}
+    for c in configs:
+        key = job_key(cfg.dataset, cfg.quick, c.name, c.parameters)
+        old = finished.get(key)
+        if old is not None and old.get("status") not in cfg.retry:
+            done[key] = old
+            continue
+        job = Job(
+            key,
+            c.name,
+            c.parameters,
+            cfg.dataset,
+            cfg.data_dir,
+            cfg.data_npz,
+            cfg.quick,
+            cfg.seed,
+            cfg.repeats,
+            cfg.time_limit,
+            cfg.wall_limit if cfg.wall_limit is not None else WALL_FACTOR * cfg.time_limit,
+            cfg.memory_limit_mb,
+            cfg.threads,
+        )
+        need = memory_estimate(c.name, c.parameters, counts)
+        if need is not None and need / 2**20 > cfg.memory_limit_mb:
+            refused.append(_refused_row(job, need, len(labels)))
+        else:
+            jobs.append(job)
+    return Plan(configs, jobs, refused, done, len(labels))
+
+
+def _refused_row(job: Job, need_bytes: int, n_train: int) -> dict:
+    row = _row(job, [], None, 0, [], now_iso(), 0.0, 0.0)
+    row.update(
+        status="memory",
+        n_train=n_train,
+        reason=(
+            f"refused before starting: needs at least {need_bytes / 2**30:,.1f} GiB "
+            f"(n x n kernel matrices for {n_train:,} training images), over the limit of "
+            f"{job.memory_limit_mb / 1024:,.1f} GiB per job"
+        ),
+    )
+    return row
+
+
+# --------------------------------------------------------------------------- running
+
+
+@contextlib.contextmanager
+def _locked(results: Path) -> Iterator[None]:
+    """One run per results file at a time (a lock on the file itself): two would compute the same jobs twice."""
+    import fcntl
+
+    results.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fh = open(results, "a", encoding="utf-8")  # held for the whole run
+    except OSError as exc:
+        raise FmnistError(f"{results}: cannot open for appending ({exc.strerror or exc})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FmnistError(f"{results}: another benchmark run is writing this file") from None
+        yield
+
+
+@contextlib.contextmanager
+def _scratch_folder(path: Path) -> Iterator[None]:
+    """A fresh folder for the run's job files; whatever a killed run left there is removed first."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so the supervisors kill their jobs and clean up (main thread only)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_local(jobs: list[Job], n: int) -> Iterator[dict | None]:
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n, backend="threading", return_as="generator_unordered")(
+        delayed(run_guarded)(job) for job in jobs
+    )
+
+
+def _connect(scheduler: str, n: int):
+    """A Dask client: a LocalCluster of ``n`` single-thread workers in this process, or a remote scheduler."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    if scheduler == "local":
+        cluster = LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
+        )
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout=CONNECT_TIMEOUT), None
+    except (OSError, TimeoutError) as exc:
+        raise FmnistError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def _run_dask(jobs: list[Job], scheduler: str, n: int) -> Iterator[dict | None]:
+    from distributed import as_completed
+
+    client, cluster = _connect(scheduler, n)
+    try:
+        futures = [
+            client.submit(run_guarded, job, key=f"fmnist-bench-{i}-{time.time_ns()}", pure=False)
+            for i, job in enumerate(jobs)
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def describe_row(row: dict) -> str:
+    """One line for the console."""
+    params = json.dumps(row["parameters"], sort_keys=True)
+    if row["status"] == "done":
+        note = f" ({row['reason']})" if row.get("reason") else ""
+        return (
+            f"done    {row['mean_accuracy']:.4f} ±{row['std_accuracy']:.4f} x{row['repeats']} "
+            f"{row['time_per_repeat']:7.1f} s/repeat  {row['name']} {params}{note}"
+        )
+    return f"{row['status']:<7} {row['name']} {params}: {row['reason']}"
+
+
+def run_benchmark(cfg: SklearnBenchConfig, log: Callable[[str], None] = print) -> list[dict]:
+    """Run every unfinished job of the grid, appending a row per job as it ends; the new rows."""
+    results = Path(cfg.results)
+    plan = make_plan(cfg)
+    n_run = len(plan.jobs) + len(plan.refused)
+    log(
+        f"{len(plan.configs)} configurations: {len(plan.finished)} already in {results}, {n_run} to run "
+        f"({cfg.dataset}, {plan.n_train:,} training images{' (quick)' if cfg.quick else ''})"
+    )
+    new: list[dict] = []
+    _STOP.clear()
+    # The jobs' files live beside the results (not in /tmp), so a killed run's leftovers go at the restart.
+    scratch = results.with_name(f".{results.name}.jobs")
+    with _locked(results), _sigterm_as_exit(), _scratch_folder(scratch):
+        write_json(results.with_suffix(".config.json"), dataclasses.asdict(cfg))  # beside the rows it made
+        if repair_tail(results):
+            log(f"{results}: dropped a last line cut by a kill")
+        for row in plan.refused:
+            append_result(results, row)
+            new.append(row)
+            log(f"[{len(new)}/{n_run}] {describe_row(row)}")
+        if not plan.jobs:
+            return new
+        n = min(cfg.jobs, len(plan.jobs))
+        if cfg.scheduler is None:
+            stream = _run_local([dataclasses.replace(j, scratch=str(scratch)) for j in plan.jobs], n)
+        elif cfg.scheduler == "local":
+            stream = _run_dask(
+                [dataclasses.replace(j, scratch=str(scratch)) for j in plan.jobs], cfg.scheduler, n
+            )
+        else:
+            stream = _run_dask(plan.jobs, cfg.scheduler, n)  # remote workers: their own temporary folder
+        try:
+            for row in stream:
+                if row is None:
+                    continue
+                append_result(results, row)
+                new.append(row)
+                log(f"[{len(new)}/{n_run}] {describe_row(row)}")
+        except BaseException:
+            _STOP.set()  # supervisors kill their children; finished rows are already on disk
+            raise
+    counts = Counter(r["status"] for r in new)
+    log("finished: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]))
+    return new

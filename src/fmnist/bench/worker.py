@@ -1,0 +1,218 @@
+"""One benchmark job in its own process: ``python -m fmnist.bench.worker JOB.json PROGRESS.jsonl PARENT_PID``.
+
+The supervisor (:func:`fmnist.bench.sklearn_runner.run_guarded`) starts this process, watches its
+time and memory, and kills it at either limit; this process never writes the results file. It
+reports through PROGRESS.jsonl, one line per event, so whatever it finished survives a kill:
+
+- ``{"event": "start", "estimator": ..., "mapped": [...], "n_train": ..., ...}``
+- ``{"event": "repeat", "score": 0.85, "fit_seconds": ..., "test_seconds": ...}`` per repeat
+- ``{"event": "end", "status": "done" | "skipped" | "memory" | "error", "reason": ...}``
+
+Each repeat trains on a new shuffle of the training set (pixels standardised by a scaler fitted on
+that set) and scores the whole test set; after two repeats whose scores agree within 1e-3 the
+classifier is taken as insensitive to the order and the rest are skipped, as in the original runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AGREE = 1e-3  # two scores this close: further shuffles would not change the result
+
+
+def load_arrays(
+    dataset: str, data_dir: str | None, data_npz: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """``(x_train, y_train, x_test, y_test, fingerprint)`` from a verified data set or an exported NPZ.
+
+    The NPZ is the one ``fmnist data export --format npz`` writes (``x_train``, ``y_train``,
+    ``x_t10k``, ``y_t10k``); its fingerprint is a hash of the file.
+    """
+    from fmnist.errors import DataError
+
+    if data_npz is None:
+        from fmnist.data import load_dataset
+
+        ds = load_dataset(dataset, data_dir)
+        return ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, ds.fingerprint
+    path = Path(data_npz)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        with np.load(path) as npz:
+            arrays = [npz[k] for k in ("x_train", "y_train", "x_t10k", "y_t10k")]
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found") from None
+    except KeyError as exc:
+        raise DataError(f"{path}: missing array {exc}; expected x_train, y_train, x_t10k, y_t10k") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not an NPZ file ({exc})") from None
+    x_train, y_train, x_test, y_test = arrays
+    for x, y, kind in ((x_train, y_train, "train"), (x_test, y_test, "t10k")):
+        if x.ndim < 2 or len(x) != len(y) or y.ndim != 1:
+            raise DataError(f"{path}: x_{kind} {x.shape} and y_{kind} {y.shape} do not pair up")
+    return x_train, y_train, x_test, y_test, digest
+
+
+def subsample_indices(labels: np.ndarray, subsample: int | None, seed: int) -> np.ndarray:
+    """Indices of the training images used: all, or a seeded stratified subsample of ``subsample``."""
+    if subsample is None or subsample >= len(labels):
+        return np.arange(len(labels))
+    from fmnist.data import stratified_split
+
+    _, picked = stratified_split(np.asarray(labels), int(subsample), seed=seed)
+    return picked
+
+
+def prepare(job: dict) -> dict[str, Any]:
+    """Load, subsample, flatten and standardise (scaler fitted on the training images used)."""
+    from sklearn.preprocessing import StandardScaler
+
+    x_train, y_train, x_test, y_test, fingerprint = load_arrays(
+        job["dataset"], job.get("data_dir"), job.get("data_npz")
+    )
+    idx = subsample_indices(y_train, job.get("subsample"), job.get("seed", 0))
+    x_train = np.asarray(x_train)[idx].reshape(len(idx), -1).astype(np.float64)
+    y_train = np.asarray(y_train)[idx].astype(np.int64)
+    x_test = np.asarray(x_test).reshape(len(x_test), -1).astype(np.float64)
+    y_test = np.asarray(y_test).astype(np.int64)
+    scaler = StandardScaler().fit(x_train)
+    return {
+        "x_train": scaler.transform(x_train),
+        "y_train": y_train,
+        "x_test": scaler.transform(x_test),
+        "y_test": y_test,
+        "fingerprint": fingerprint,
+    }
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its supervisor dies, so a killed run leaves no orphans."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(1)  # the supervisor is already gone
+
+
+def _limit_address_space(limit_mb: float | None) -> None:
+    """Backstop for the supervisor's RSS watch: allocations past the limit raise MemoryError here."""
+    if not limit_mb:
+        return
+    try:
+        import resource
+
+        import psutil
+
+        current = psutil.Process().memory_info().vms
+        soft = int(current + limit_mb * 2**20)
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _warnings_seen(caught: list) -> list[str]:
+    seen = dict.fromkeys(f"{w.category.__name__}: {str(w.message).splitlines()[0][:160]}" for w in caught)
+    return list(seen)[:3]
+
+
+def run_job(job: dict, emit) -> None:
+    """Build, sanity-check and score the job's estimator; ``emit(dict)`` reports each event."""
+    import warnings
+
+    from sklearn.base import clone
+
+    from fmnist.bench.estimators import CannotBuild, build_estimator, describe, sanity_check
+
+    data = prepare(job)
+    start = {
+        "event": "start",
+        "n_train": len(data["y_train"]),
+        "n_test": len(data["y_test"]),
+        "fingerprint": data["fingerprint"],
+    }
+    try:
+        built = build_estimator(job["name"], job["parameters"])
+    except CannotBuild as exc:
+        emit(start)
+        emit({"event": "end", "status": "skipped", "reason": f"cannot be built: {exc}"})
+        return
+    emit({**start, "estimator": describe(built.estimator), "mapped": list(built.mapped)})
+    _limit_address_space(job.get("memory_limit_mb"))
+    problem = sanity_check(built.estimator, data["x_train"], data["y_train"])
+    if problem:
+        emit({"event": "end", "status": "skipped", "reason": f"cannot be built: {problem}"})
+        return
+    scores: list[float] = []
+    caught: list = []
+    n = len(data["y_train"])
+    for repeat in range(job.get("repeats", 1)):
+        order = np.random.default_rng([job.get("seed", 0), repeat]).permutation(n)
+        np.random.seed(repeat)  # estimators left with random_state=None draw from here: reproducible
+        estimator = clone(built.estimator)
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            t0, c0 = time.perf_counter(), time.process_time()
+            estimator.fit(data["x_train"][order], data["y_train"][order])
+            t1, c1 = time.perf_counter(), time.process_time()
+            score = float(estimator.score(data["x_test"], data["y_test"]))
+            t2 = time.perf_counter()
+        caught.extend(got)
+        scores.append(score)
+        emit(
+            {
+                "event": "repeat",
+                "repeat": repeat,
+                "score": score,
+                "fit_seconds": t1 - t0,
+                "fit_cpu_seconds": c1 - c0,
+                "test_seconds": t2 - t1,
+            }
+        )
+        del estimator
+        if len(scores) == 2 and abs(scores[0] - scores[1]) < AGREE:
+            break  # deterministic with respect to the shuffle
+    emit({"event": "end", "status": "done", "reason": "", "warnings": _warnings_seen(caught)})
+
+
+def main(argv: list[str]) -> int:
+    job_path, progress_path, parent_pid = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 0
+    _die_with_parent(parent_pid)
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+
+    def emit(event: dict) -> None:
+        with open(progress_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+            fh.flush()
+
+    try:
+        run_job(job, emit)
+    except MemoryError as exc:
+        emit({"event": "end", "status": "memory", "reason": f"MemoryError: {exc}"[:300]})
+    except Exception as exc:  # the job failed, not the runner: record it and let the run go on
+        from fmnist.errors import FmnistError
+
+        status = "error"
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        if isinstance(exc, FmnistError):
+            reason = str(exc)
+        emit({"event": "end", "status": status, "reason": reason})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

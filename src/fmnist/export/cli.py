@@ -1,0 +1,45 @@
+"""``fmnist export``: write a run's model as ONNX or TorchScript and check it against torch."""
+
+from __future__ import annotations
+
+from fmnist.cli import add_command
+from fmnist.errors import FmnistError
+
+TOLERANCE = 1e-3  # largest |logit difference| accepted between the export and torch (float32 noise: ~1e-6)
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "export",
+        help="export a trained model as ONNX (or TorchScript) for serving without torch",
+        description="Write the run's model.pt as ONNX (dynamic batch axis; class names, mean/std, data\n"
+        "fingerprint and metrics as metadata) or TorchScript, then compare its logits with torch's\n"
+        "on seeded random images. ONNX runs under onnxruntime alone: `fmnist serve --backend onnx`.",
+        example="fmnist export runs/latest --format onnx",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="run folder (or a model.pt file)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="export format")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output file (default: model.onnx or model.torchscript.pt in the run folder)",
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from fmnist.export.exporters import check_export, export
+    from fmnist.models.checkpoint import load_model
+
+    path = export(args.run, args.format, args.out)
+    diff = check_export(load_model(args.run), path, args.format)
+    size_kb = path.stat().st_size / 1024
+    print(
+        f"wrote {path} ({args.format}, {size_kb:.0f} KiB); largest |logit difference| vs torch on 256 random images: {diff:.2e}"
+    )
+    if diff > TOLERANCE:
+        raise FmnistError(
+            f"{path}: export disagrees with torch (|logit difference| {diff:.2e} > {TOLERANCE})"
+        )
+    return 0

@@ -1,0 +1,109 @@
+"""Run an ONNX export with onnxruntime alone: numpy + onnxruntime + Pillow, never torch.
+
+:class:`OnnxModel` offers what prediction and the web service use from the torch model
+(``classes``, ``record``, ``predict_proba``), so both backends go through the same photo
+preprocessing (:mod:`fmnist.predict.preprocess_photo`) and the same code after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.errors import FmnistError
+
+FORMAT = "fmnist-onnx/1"  # equals fmnist.export.exporters.ONNX_FORMAT (not imported: that module needs torch)
+MODEL_FILE = "model.onnx"
+
+
+def _json(value: str, default):
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class OnnxModel:
+    """An ONNX export loaded once into an onnxruntime session (CPU unless told otherwise)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.is_file():
+            raise FmnistError(
+                f"{path}: no such ONNX file (make one with `fmnist export RUN_DIR --format onnx`)"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads  # 0: onnxruntime's choice (one per core)
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile, ...
+            raise FmnistError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("fmnist_format") != FORMAT:
+            raise FmnistError(
+                f"{path}: an ONNX model without fmnist metadata; export it with `fmnist export RUN_DIR`"
+            )
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        self.record = {
+            "classes": _json(meta.get("classes"), []),
+            "mean": float(meta["mean"]),
+            "std": float(meta["std"]),
+            "input_size": _json(meta.get("input_size"), [1, 28, 28]),
+            "arch": meta.get("arch", ""),
+            "arch_kwargs": _json(meta.get("arch_kwargs"), {}),
+            "dataset": meta.get("dataset", ""),
+            "data_fingerprint": meta.get("data_fingerprint", ""),
+            "epoch": _json(meta.get("epoch"), None),
+            "metrics": _json(meta.get("metrics"), {}),
+            "exporter": meta.get("exporter", ""),
+            "source_sha256": meta.get("source_sha256", ""),
+        }
+
+    @property
+    def classes(self) -> list[str]:
+        return self.record["classes"]
+
+    @property
+    def mean(self) -> float:
+        return self.record["mean"]
+
+    @property
+    def std(self) -> float:
+        return self.record["std"]
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), normalised exactly as the torch path does."""
+        x = np.asarray(images)
+        if x.ndim == 3:
+            x = x[:, None]
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+            raise FmnistError(f"expected images of shape (n, 28, 28), got {x.shape}")
+        x = x.astype(np.float32) / np.float32(255.0)
+        return np.ascontiguousarray((x - np.float32(self.mean)) / np.float32(self.std))
+
+    def logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Logits (n, classes) for uint8 images, computed in batches."""
+        out = [
+            self.session.run(None, {self.input_name: self.preprocess(images[i : i + batch_size])})[0]
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        z = self.logits(images, batch_size)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)

@@ -1,0 +1,115 @@
+"""``fmnist predict``: classify picture files and folders with a saved model.
+
+A bad input among several does not stop the run: every good file is still classified, each
+bad one gets its own ``fmnist: error: FILE: ...`` line on stderr (and an ``error`` entry with
+``--json``), and the exit status is 2 at the end. A bad model path stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from fmnist.cli import add_command
+from fmnist.errors import FmnistError
+
+
+def register(sub) -> None:
+    p = add_command(
+        sub,
+        "predict",
+        help="classify photos or Fashion-MNIST-style pictures with a trained model",
+        description="Turn each picture into a Fashion-MNIST-style 28x28 input (grayscale, inverted when the\n"
+        "background is light, trimmed, fitted, centred) and print the top classes.\n"
+        "Pictures: PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, any size. A folder means every\n"
+        "picture under it. The model: a run folder, its model.pt, or an ONNX export (*.onnx).",
+        example="fmnist predict runs/latest shoe.jpg photos/ --top-k 3",
+    )
+    p.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="run folder, model.pt, or model.onnx")
+    p.add_argument("inputs", metavar="IMAGE|FOLDER", nargs="+", help="picture files or folders of pictures")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to print per picture")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    p.add_argument(
+        "--save-processed",
+        metavar="DIR",
+        default=None,
+        help="write the 28x28 inputs the model saw as PNGs here",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (torch models only)")
+    p.add_argument("--batch-size", type=int, default=1024, help="pictures per forward pass")
+    p.set_defaults(func=cmd_predict)
+
+
+def expand_inputs(args: list[str]) -> tuple[list[Path], list[dict]]:
+    """Files and folders -> (picture paths in order, ``{"input", "error"}`` for arguments giving none)."""
+    from fmnist.predict.preprocess_photo import IMAGE_SUFFIXES, find_images
+
+    paths: list[Path] = []
+    errors: list[dict] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found = find_images(path)
+            if not found:
+                errors.append(
+                    {
+                        "input": arg,
+                        "error": f"{path}: no pictures in this folder (looked for {', '.join(IMAGE_SUFFIXES)})",
+                    }
+                )
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        else:
+            errors.append({"input": arg, "error": f"{path}: no such file or folder"})
+    return paths, errors
+
+
+def processed_name(index: int, path: Path) -> str:
+    """``00012-shoe.png``: input order first (names from different folders may clash), then the stem."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:60] or "image"
+    return f"{index:05d}-{stem}.png"
+
+
+def format_line(result: dict) -> str:
+    ranked = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+    return f"{result['input']}: {ranked}"
+
+
+def cmd_predict(args) -> int:
+    from fmnist.fsio import write_bytes
+    from fmnist.predict.predict import load, predict
+    from fmnist.predict.preprocess_photo import encode_png
+
+    if args.batch_size < 1:
+        raise FmnistError(f"--batch-size must be positive, got {args.batch_size}")
+    model = load(args.model, device=args.device)
+    if not 1 <= args.top_k <= len(model.classes):
+        raise FmnistError(f"--top-k must be between 1 and {len(model.classes)}, got {args.top_k}")
+    paths, errors = expand_inputs(args.inputs)
+    results = predict(
+        model,
+        paths,
+        top_k=args.top_k,
+        on_error="report",
+        names=[str(p) for p in paths],
+        batch_size=args.batch_size,
+    )
+    errors += [r for r in results if "error" in r]
+    if args.save_processed:
+        out = Path(args.save_processed)
+        for i, (path, r) in enumerate(zip(paths, results, strict=True)):
+            if "processed" in r:
+                write_bytes(out / processed_name(i, path), encode_png(r["processed"]))
+    if args.json:
+        rows = [{k: v for k, v in r.items() if k != "processed"} for r in results if "error" not in r]
+        print(json.dumps(rows + errors, indent=2))
+    else:
+        for r in results:
+            if "error" not in r:
+                print(format_line(r))
+    for e in errors:
+        print(f"fmnist: error: {e['error']}", file=sys.stderr)
+    return 2 if errors else 0

@@ -1,0 +1,350 @@
+"""The HTTP API against the real app: good pictures, each bad request -> its 4xx and message, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from fmnist.cli import main
+
+pytest_plugins = ["conftest_model"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+STATIC = Path(__file__).resolve().parents[1] / "src" / "fmnist" / "serve" / "static"
+
+
+def png(x: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(x).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    from fmnist.serve.app import create_app
+
+    app = create_app(run_dir, max_upload_bytes=300_000, max_files=4, max_pixels=2_000_000)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_health_reports_the_model(client, fashion, loaded):
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["backend"] == "torch" and h["arch"] == "fastcnn"
+    assert h["dataset"] == "fashion" and h["data_fingerprint"] == fashion.fingerprint
+    assert h["test_accuracy"] == loaded.record["metrics"]["test_accuracy"] > 0.7
+    assert h["classes"] == list(fashion.classes) and h["limits"]["max_files"] == 4
+
+
+def test_test_accuracy_is_found_under_the_names_evaluations_use():
+    from fmnist.serve.app import recorded_test_accuracy
+
+    assert recorded_test_accuracy({"test_acc": 0.91, "val_acc": 0.9}) == 0.91
+    assert recorded_test_accuracy({"test_accuracy": 0.9}) == 0.9
+    assert recorded_test_accuracy({"test": {"accuracy": 0.8}}) == 0.8
+    assert recorded_test_accuracy({"val_acc": 0.9}) is None
+
+
+def test_health_copes_with_numpy_metrics(run_dir, tmp_path):
+    import torch
+
+    from fmnist.models.checkpoint import save
+    from fmnist.serve.app import create_app
+
+    record = torch.load(run_dir / "model.pt", weights_only=False)
+    record["metrics"] = {
+        "test_acc": np.float32(0.875),
+        "confusion": np.eye(2, dtype=np.int64),
+        "n": np.int64(3),
+    }
+    save(record, tmp_path / "model.pt")
+    with TestClient(create_app(tmp_path)) as c:
+        h = c.get("/health")
+        assert h.status_code == 200 and h.json()["test_accuracy"] == 0.875 and h.json()["metrics"]["n"] == 3
+
+
+def test_openapi_schema(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/health", "/samples"} <= set(schema["paths"])
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body
+    assert {"413", "415", "422"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+
+
+def test_predict_one_and_several(client, test_images, test_proba, loaded):
+    r = client.post("/predict", files={"files": ("a.png", png(test_images[0]), "image/png")})
+    assert r.status_code == 200, r.text
+    p = r.json()["predictions"][0]
+    assert p["filename"] == "a.png" and p["label"] == loaded.classes[test_proba[0].argmax()]
+    assert len(p["top"]) == 3 and set(p["top"][0]) == {"class", "index", "probability"}
+    assert abs(p["probability"] - float(test_proba[0].max())) < 1e-5
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(p["processed_png"]))))
+    assert np.array_equal(seen, test_images[0])
+    files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(4)]
+    r = client.post("/predict?top_k=5", files=files)
+    assert r.status_code == 200
+    preds = r.json()["predictions"]
+    assert [q["filename"] for q in preds] == [f"{i}.png" for i in range(4)] and len(preds[0]["top"]) == 5
+    assert [q["top"][0]["index"] for q in preds] == list(test_proba[:4].argmax(1))
+
+
+def test_api_equals_in_memory_predictions(client, test_images, test_proba):
+    got = []
+    for start in range(0, 200, 4):
+        files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(start, start + 4)]
+        got += [q["top"][0]["index"] for q in client.post("/predict", files=files).json()["predictions"]]
+    assert got == list(test_proba[:200].argmax(1))
+
+
+def test_a_photo_is_processed_like_the_data_set(client):
+    photo = np.full((480, 360), 240, np.uint8)
+    photo[100:400, 120:240] = 30  # a dark trouser-like bar on a light backdrop
+    buffer = io.BytesIO()
+    Image.fromarray(photo).convert("RGB").save(buffer, format="JPEG", quality=90)
+    r = client.post("/predict", files={"files": ("p.jpg", buffer.getvalue(), "image/jpeg")})
+    assert r.status_code == 200
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["predictions"][0]["processed_png"]))))
+    assert seen.shape == (28, 28) and seen[:, 0].max() == 0 and seen.max() == 255  # inverted, fitted, centred
+
+
+BAD = {
+    "not an image": (b"hello, I am text\n", 415, "not an image"),
+    "empty": (b"", 415, "empty file"),
+    "truncated": (None, 422, "truncated or corrupt"),
+    "blank": (png(np.full((40, 40), 230, np.uint8)), 422, "no article"),
+    "bomb": (header_only_png(4000, 4000), 413, "megapixels"),  # 16 Mpx from the header, 2 Mpx cap
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_each_bad_file_gets_its_4xx(client, test_images, case):
+    data, status, words = BAD[case]
+    if data is None:
+        whole = png(test_images[3])
+        data = whole[: len(whole) // 2]
+    r = client.post("/predict", files={"files": ("x.png", data, "image/png")})
+    assert r.status_code == status, r.text
+    assert words in r.json()["detail"] and "x.png" in r.json()["detail"]
+    # in a batch, the bad file decides and is named
+    files = [
+        ("files", ("good.png", png(test_images[0]), "image/png")),
+        ("files", ("bad.png", data, "image/png")),
+    ]
+    r = client.post("/predict", files=files)
+    assert r.status_code == status and "bad.png" in r.json()["detail"]
+
+
+def test_request_limits(client, test_images):
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)  # ~160 kB, incompressible
+    big = png(noise) + png(noise)  # over the 300 kB cap
+    r = client.post("/predict", files={"files": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: a valid multipart upload, counted while it streams
+        yield b'--zz\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        for _ in range(40):
+            yield b"x" * 10_000
+
+    r = client.post(
+        "/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=zz"}
+    )
+    assert r.status_code == 413 and "went past the limit" in r.json()["detail"]
+    files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(5)]
+    r = client.post("/predict", files=files)
+    assert r.status_code == 413 and "too many files" in r.json()["detail"]
+
+
+def test_malformed_requests_are_4xx(client, test_images):
+    one = {"files": ("a.png", png(test_images[0]), "image/png")}
+    assert client.post("/predict").status_code == 422  # no files field
+    assert client.post("/predict", json={"files": "a.png"}).status_code == 422
+    assert client.post("/predict", data={"files": "just text"}).status_code == 422
+    assert client.post("/predict?top_k=0", files=one).status_code == 422
+    assert client.post("/predict?top_k=11", files=one).status_code == 422
+    assert client.post("/predict?top_k=x", files=one).status_code == 422
+    assert client.get("/predict").status_code == 405
+    broken = client.post(
+        "/predict", content=b"--zz\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=zz"}
+    )
+    assert 400 <= broken.status_code < 500
+
+
+def test_damaged_pictures_never_give_a_500(client, test_images):
+    """Random byte damage to PNG, JPEG, GIF and WebP files: a result or a 4xx, never a server error."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(np.kron(255 - test_images[5], np.ones((6, 6), np.uint8))).convert("RGB")
+    originals = []
+    for fmt in ("PNG", "JPEG", "GIF", "WEBP"):
+        buffer = io.BytesIO()
+        photo.save(buffer, format=fmt)
+        originals.append(buffer.getvalue())
+    statuses = set()
+    for i in range(60):
+        data = bytearray(originals[i % len(originals)])
+        for pos in rng.integers(0, len(data), size=int(rng.integers(1, 20))):
+            data[pos] = int(rng.integers(0, 256))
+        if i % 3 == 0:
+            data = data[: int(rng.integers(8, len(data)))]
+        r = client.post("/predict", files={"files": (f"{i}.bin", bytes(data), "application/octet-stream")})
+        statuses.add(r.status_code)
+        assert r.status_code in (200, 413, 415, 422), (i, r.status_code, r.text)
+        assert r.status_code == 200 or isinstance(r.json()["detail"], str)
+    assert len(statuses) > 1
+
+
+def test_samples(client, test_labels, test_proba, loaded):
+    r = client.get("/samples?n=12&seed=3")
+    assert r.status_code == 200
+    body = r.json()
+    assert len(body["samples"]) == 12 and body["dataset"] == "fashion"
+    for s in body["samples"]:
+        assert s["true"] == loaded.classes[test_labels[s["index"]]]
+        assert s["predicted"] == loaded.classes[test_proba[s["index"]].argmax()]
+        assert s["correct"] == (s["true"] == s["predicted"])
+        assert np.asarray(Image.open(io.BytesIO(base64.b64decode(s["image_png"])))).shape == (28, 28)
+    assert client.get("/samples?n=12&seed=3").json() == body  # a seed repeats the choice
+    assert client.get("/samples?n=0").status_code == 422
+    assert client.get("/samples?n=1000").status_code == 422
+
+
+def test_samples_without_data_say_why(run_dir, tmp_path):
+    from fmnist.serve.app import create_app
+
+    with TestClient(create_app(run_dir, data_dir=tmp_path / "no-data")) as c:
+        r = c.get("/samples")
+        assert r.status_code == 503 and "fmnist data fetch" in r.json()["detail"]
+        assert c.get("/health").status_code == 200  # the rest still works
+
+
+def test_page_and_its_files_are_served_without_external_urls(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    for f in STATIC.iterdir():
+        text = f.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, f.name
+
+
+ONNX_SERVE = textwrap.dedent(
+    """
+    import io, sys
+    import numpy as np
+    from PIL import Image
+    from fastapi.testclient import TestClient
+    from fmnist.serve.app import create_app
+    c = TestClient(create_app(sys.argv[1], backend="onnx"))
+    buffer = io.BytesIO()
+    Image.fromarray(np.load(sys.argv[2])).save(buffer, format="PNG")
+    r = c.post("/predict", files={"files": ("a.png", buffer.getvalue(), "image/png")})
+    assert r.status_code == 200, r.text
+    assert c.get("/health").json()["backend"] == "onnx"
+    assert c.get("/samples?n=4").status_code == 200
+    assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
+    print(r.json()["predictions"][0]["top"][0]["index"])
+    """
+)
+
+
+def test_onnx_backend_serves_without_torch(onnx_path, tmp_path, test_images, test_proba):
+    np.save(tmp_path / "x.npy", test_images[7])
+    done = subprocess.run(
+        [sys.executable, "-c", ONNX_SERVE, str(onnx_path), str(tmp_path / "x.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == int(test_proba[7].argmax())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_cli_errors(run_dir, tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "no-run")]) == 2
+    assert "no-run" in capsys.readouterr().err
+    empty = tmp_path / "run"
+    empty.mkdir()
+    assert main(["serve", str(empty), "--backend", "onnx"]) == 2
+    assert "fmnist export" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(run_dir), "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "already in use" in err[0]
+
+
+def test_serve_cli_runs_a_real_server(onnx_path, test_images):
+    """``fmnist serve --backend onnx`` as a user runs it: a real uvicorn on loopback, then stopped."""
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "fmnist",
+        "serve",
+        str(onnx_path),
+        "--backend",
+        "onnx",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start in 60 s"
+                time.sleep(0.2)
+        assert health.json()["backend"] == "onnx"
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/predict", files={"files": ("a.png", png(test_images[0]), "image/png")}
+        )
+        assert r.status_code == 200 and json.loads(r.text)["predictions"][0]["label"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

@@ -23,7 +23,7 @@ from fmnist.bench import grid as gridmod
 from fmnist.bench import sklearn_runner
 from fmnist.bench.estimators import build_estimator, memory_estimate, sanity_check
 from fmnist.bench.report import best_per_family, load_rows, write_report
-from fmnist.bench.results import append_external_result, read_results, repair_tail
+from fmnist.bench.results import append_external_result, external_row, read_results, repair_tail
 from fmnist.bench.sklearn_runner import SklearnBenchConfig, run_benchmark
 from fmnist.cli import main
 from fmnist.errors import ConfigError
@@ -458,6 +458,19 @@ def test_cnn_rows_join_the_table_and_a_cut_line_is_repaired(tmp_path, capsys):
         },
     )
     assert row["family"] == "CNN" and row["mean_accuracy"] == pytest.approx(0.915) and row["status"] == "done"
+    # The CNN benchmark's summary rows: a mean over seeds, its std and the seed count, no scores.
+    seeds = external_row(
+        {
+            "name": "CNN cpu-fast",
+            "dataset": "fashion",
+            "mean_accuracy": 0.93,
+            "std": 0.002,
+            "repeats": 3,
+            "time_per_repeat": 50.0,
+        }
+    )
+    assert (seeds["repeats"], seeds["std_accuracy"], seeds["train_seconds"]) == (3, 0.002, 50.0)
+    assert external_row(seeds) == seeds
     rows = read_results(results)
     assert [r["name"] for r in rows] == ["SVC", "2 Conv+pooling"] and not repair_tail(results)
     assert [r["family"] for r in best_per_family(load_rows([results]), "fashion")] == ["CNN", "SVC"]

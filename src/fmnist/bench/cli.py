@@ -239,7 +239,9 @@ def _add_add(actions) -> None:
 def cmd_add(args) -> int:
     from fmnist.bench.results import append_external_result, external_row, load_rows_file
 
-    rows = [external_row(r, args.source) for r in load_rows_file(args.file)]  # check all before adding any
+    rows = load_rows_file(args.file)
+    for row in rows:
+        external_row(row, args.source)  # check every row before adding any
     for row in rows:
         stored = append_external_result(args.results, row, args.source)
         print(f"added {stored['key']}: {stored['mean_accuracy']:.4f}")

@@ -133,8 +133,9 @@ def external_row(row: dict, source: str = "cnn") -> dict:
     """Check and complete a row from another benchmark (a CNN's) so it ranks with the scikit-learn rows.
 
     Needs ``name``, ``dataset`` and ``mean_accuracy`` (a fraction) or ``scores``; may give
-    ``parameters``, ``family`` (default: the source in capitals), ``train_seconds``,
-    ``std_accuracy``, ``subsample``, ``start_time``/``done_time``, ``fingerprint``, ``estimator``.
+    ``parameters``, ``family`` (default: the source in capitals), ``train_seconds`` or
+    ``time_per_repeat``, ``std_accuracy`` (or ``std``) and ``repeats`` (when no ``scores``),
+    ``subsample``, ``start_time``/``done_time``, ``fingerprint``, ``estimator``.
     """
     if not isinstance(row, dict):
         raise ResultsError("a result row must be a JSON object")
@@ -156,10 +157,16 @@ def external_row(row: dict, source: str = "cnn") -> dict:
         mean = sum(scores) / len(scores)
     if mean is None:
         raise ResultsError("a result row needs 'mean_accuracy' (a fraction in [0, 1]) or 'scores'")
-    scores = scores or [mean]
+    repeats = row.get("repeats")
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
+        raise ResultsError("result row: 'repeats' must be a positive count")
     std = _number(row, "std_accuracy", 0.0, 1.0)
     if std is None:
-        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
+        std = _number(row, "std", 0.0, 1.0)  # the shorter name some benchmarks write
+    if std is None:
+        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores)) if scores else 0.0
+    repeats = repeats or (len(scores) if scores else 1)
+    scores = scores or [mean]
     subsample = row.get("subsample")
     if subsample is not None and (not isinstance(subsample, int) or subsample < 1):
         raise ResultsError("result row: 'subsample' must be a positive count of training images or null")
@@ -180,7 +187,7 @@ def external_row(row: dict, source: str = "cnn") -> dict:
         "scores": scores,
         "mean_accuracy": mean,
         "std_accuracy": std,
-        "repeats": len(scores),
+        "repeats": repeats,
         "done_time": row.get("done_time") or now_iso(),
     }
     out.setdefault("start_time", out["done_time"])

@@ -49,11 +49,12 @@ POLL_SECONDS = 0.1  # how often a supervisor samples its child's time and memory
 # machine is doing; the wall limit, this many times longer by default, catches jobs that wait
 # instead of computing (a deadlock, swapping, a sleep).
 WALL_FACTOR = 5.0
-# A --quick pass: 200 images per class, two repeats, a minute per job at most; with 2 jobs at
-# once it finishes the 143 configurations on a shared 2-core machine in about half an hour.
+# A --quick pass: 200 images per class, two repeats, a CPU minute per job at most. Measured on the
+# 2-vCPU development machine: 28 CPU minutes for the 143 configurations (about 15 min of wall time
+# on two idle cores; 54 min at nice 19 beside other work). See benchmarks/RESULTS.md.
 DEFAULT_QUICK = 2000  # training images
 QUICK_REPEATS = 2
-QUICK_TIME_LIMIT = 60.0  # seconds per job
+QUICK_TIME_LIMIT = 60.0  # CPU seconds per job
 CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler before giving up
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/:]+(:\d+)?$")
 _STOP = threading.Event()  # set when the run is interrupted: supervisors kill their children

@@ -45,7 +45,7 @@ class TrainConfig:
     # --- machine
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0: all cores)
-    bf16: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    bf16: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
     channels_last: bool = True  # NHWC memory layout (faster on CPUs with oneDNN and on tensor cores)
     compile: bool = False  # torch.compile the model
     seed: int = 0  # seeds the split, initialisation, order and augmentation

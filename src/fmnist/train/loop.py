@@ -28,10 +28,20 @@ def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int, schedule:
     return peak * (1 - progress)  # onecycle: linear decay to zero
 
 
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 (AVX512-BF16 or AMX), where oneDNN runs bf16 convs ~1.7x faster."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast_for(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA, a no-op elsewhere (one code path for CPU and GPU)."""
-    if device.type == "cuda" and bf16:
+    """bf16 autocast on CUDA and on CPUs with native bf16; a no-op elsewhere (one code path)."""
+    if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and device.type == "cpu" and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
 

@@ -78,6 +78,7 @@ def make_model(folder: Path) -> Path:
     """A random-weight FastCNN (width 32) saved as a run, with the real data fingerprint if present."""
     import torch
 
+    from fmnist.data.registry import get_spec
     from fmnist.models import build_model
     from fmnist.models.checkpoint import model_record, save
 
@@ -89,18 +90,7 @@ def make_model(folder: Path) -> Path:
         fingerprint = "unknown"
     torch.manual_seed(0)
     model = build_model("fastcnn", width=32)
-    classes = (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    )
+    classes = get_spec("fashion").classes
     record = model_record(
         model,
         arch="fastcnn",

@@ -105,3 +105,9 @@ def add_command(sub, name: str, help: str, description: str, example: str) -> ar
         description=f"{description}\n\nExample:\n  {example}",
         formatter_class=HelpFormatter,
     )
+
+
+def add_group(sub, name: str, help: str, description: str, example: str):
+    """A command with actions of its own (``fmnist data fetch``): returns the actions' subparsers."""
+    group = add_command(sub, name, help, description, example)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fmnist.cli import HelpFormatter, add_command
+from fmnist.cli import HelpFormatter, add_group
 from fmnist.data.cli import add_source_args
 
 DEFAULT_RESULTS = "benchmarks/results/sklearn.jsonl"
@@ -349,13 +349,12 @@ ACTIONS = (_add_sklearn, _add_report, _add_add, _add_cnn)
 
 
 def register(sub) -> None:
-    bench = add_command(
+    actions = add_group(
         sub,
         "bench",
         help="benchmarks: scikit-learn baselines, results, dashboard",
         description="Run the benchmarks and show their results; every action shares one results file.",
         example="fmnist bench sklearn --quick && fmnist bench report",
     )
-    actions = bench.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
     for add in ACTIONS:
         add(actions)

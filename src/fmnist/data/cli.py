@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fmnist.cli import HelpFormatter, add_command
+from fmnist.cli import HelpFormatter, add_group
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -21,14 +21,13 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    data = add_command(
+    dsub = add_group(
         sub,
         "data",
         help="get, verify, describe and export the data",
         description="Get the data files, verify them, summarise, export, draw the sprite.",
         example="fmnist data fetch && fmnist data info",
     )
-    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     fetch = dsub.add_parser(
         "fetch",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.models.record import RecordFields
 
 FORMAT = "fmnist-onnx/1"  # equals fmnist.export.exporters.ONNX_FORMAT (not imported: that module needs torch)
 MODEL_FILE = "model.onnx"
@@ -26,7 +27,7 @@ def _json(value: str, default):
         return default
 
 
-class OnnxModel:
+class OnnxModel(RecordFields):
     """An ONNX export loaded once into an onnxruntime session (CPU unless told otherwise)."""
 
     def __init__(
@@ -72,18 +73,6 @@ class OnnxModel:
             "exporter": meta.get("exporter", ""),
             "source_sha256": meta.get("source_sha256", ""),
         }
-
-    @property
-    def classes(self) -> list[str]:
-        return self.record["classes"]
-
-    @property
-    def mean(self) -> float:
-        return self.record["mean"]
-
-    @property
-    def std(self) -> float:
-        return self.record["std"]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), normalised exactly as the torch path does."""

@@ -1,10 +1,6 @@
-"""Models: named architectures and self-describing checkpoints.
+"""Models: named architectures and self-describing checkpoints (names imported lazily)."""
 
-Names are imported lazily so that ``fmnist --help`` does not pay for importing torch.
-"""
-
-from importlib import import_module
-from typing import Any
+from fmnist._lazy import lazy_getattr
 
 _EXPORTS = {
     "MODELS": "fmnist.models.registry",
@@ -15,9 +11,4 @@ _EXPORTS = {
     "preprocess": "fmnist.models.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fmnist.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

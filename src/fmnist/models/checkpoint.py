@@ -19,6 +19,7 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.fsio import atomic_open
+from fmnist.models.record import RecordFields
 from fmnist.models.registry import build_model
 
 FORMAT = "fmnist-model/1"
@@ -90,24 +91,12 @@ def preprocess(images: np.ndarray | torch.Tensor, mean: float, std: float, devic
 
 
 @dataclass
-class LoadedModel:
+class LoadedModel(RecordFields):
     """A model ready for inference plus everything needed to feed it."""
 
     model: nn.Module
     record: dict  # the saved record, state dict removed
     path: Path
-
-    @property
-    def classes(self) -> list[str]:
-        return self.record["classes"]
-
-    @property
-    def mean(self) -> float:
-        return self.record["mean"]
-
-    @property
-    def std(self) -> float:
-        return self.record["std"]
 
     @property
     def device(self) -> torch.device:

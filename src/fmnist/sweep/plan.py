@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fmnist.errors import ConfigError
-from fmnist.train.config import TrainConfig, make_config
+from fmnist.train.config import TrainConfig, make_config, read_toml
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,7 @@ def run_name(params: dict[str, Any]) -> str:
 def load_plan(path: str | Path, **overrides: Any) -> list[PlannedRun]:
     """Expand the TOML at ``path`` into runs; every config is validated before anything runs."""
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    doc = read_toml(path, "sweep file")
     unknown = set(doc) - {"base", "grid"}
     if unknown:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; use [base] and [grid]")

@@ -1,10 +1,6 @@
-"""Training: config, tensor-resident data, batch augmentation, the loop, checkpoints and resume.
+"""Training: config, device-resident data, batch augmentation, the loop, checkpoints, resume, DDP."""
 
-Names are imported lazily so that ``fmnist --help`` does not pay for importing torch.
-"""
-
-from importlib import import_module
-from typing import Any
+from fmnist._lazy import lazy_getattr
 
 _EXPORTS = {
     "PRESETS": "fmnist.train.config",
@@ -17,9 +13,4 @@ _EXPORTS = {
     "train": "fmnist.train.trainer",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fmnist.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -106,6 +106,13 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU default behind `make run`: fastcnn, 12 epochs, ~3 min on 2 cores.
     "cpu-fast": {"model": "fastcnn", "epochs": 12, "batch_size": 128, "lr": 0.05},
+    # A one-minute budget on 2 cores: the tutorial net, 5 epochs of AdamW (chosen on validation accuracy:
+    # 0.9298 against 0.9248 for fastcnn with 4 epochs in the same minute).
+    "cpu-60s": {
+        "model": "tutorial", "epochs": 5, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3,
+        "weight_decay": 0.0, "label_smoothing": 0.0, "crop_pad": 0, "flip": False, "erase_p": 0.0,
+        "warmup_epochs": 0.0, "schedule": "cosine",
+    },
     # The README table's tutorial net, trained the plain way (no BN, no augmentation tricks).
     "tutorial": {
         "model": "tutorial", "epochs": 15, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3,
@@ -121,14 +128,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a one-line ConfigError."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    data = read_toml(path)
     data = data.get("train", data)  # accept a [train] table or top-level keys
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: 'train' must be a table of config keys, not a {type(data).__name__}")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmnist.cli import HelpFormatter, add_command
+from fmnist.cli import HelpFormatter, add_group
 from fmnist.data.cli import add_source_args
 
 
 def register(sub) -> None:
-    viz = add_command(
+    vsub = add_group(
         sub,
         "viz",
         help="maps of the data set: PCA, t-SNE, UMAP of pixels or CNN features",
         description="Pictures of the data. (The README's sprite is `fmnist data sprite`.)",
         example="fmnist viz embed --method umap --out maps/",
     )
-    vsub = viz.add_subparsers(dest="viz_command", metavar="ACTION", required=True)
     embed = vsub.add_parser(
         "embed",
         help="a 2-D map coloured by class (PNG) and its coordinates (CSV)",

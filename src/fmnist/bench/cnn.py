@@ -84,14 +84,14 @@ def tta_logits(
 def inference_rate(
     model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, batch: int = 256
 ) -> float:
-    """Images/s of eval-mode inference at ``batch`` images per call (warm-up excluded)."""
+    """Images/s of eval-mode inference at ``batch`` images per call, bf16 autocast where supported (warm-up excluded)."""
     from fmnist.train.loop import predict_logits
 
-    predict_logits(model, x_uint8[: batch * 2], mean, std, batch)
+    predict_logits(model, x_uint8[: batch * 2], mean, std, batch, bf16=True)
     if x_uint8.device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    predict_logits(model, x_uint8, mean, std, batch)
+    predict_logits(model, x_uint8, mean, std, batch, bf16=True)
     if x_uint8.device.type == "cuda":
         torch.cuda.synchronize()
     return len(x_uint8) / (time.perf_counter() - t0)

@@ -186,7 +186,7 @@ def fit(
             eval_model.load_state_dict(ema.state)
         t_eval = time.perf_counter()
         val_acc, val_loss = accuracy_and_loss(
-            predict_logits(eval_model, data.val_x, data.mean, data.std, cfg.eval_batch_size, cfg.bf16, cfg.channels_last),
+            predict_logits(eval_model, data.val_x, data.mean, data.std, cfg.eval_batch_size, False, cfg.channels_last),
             data.val_y,
         )
         row = {"epoch": epoch, **row, "val_acc": val_acc, "val_loss": val_loss,

@@ -51,7 +51,10 @@ def main() -> None:
     for threads in (1, 2):
         for bf16 in (False, True):
             train, infer = measure(threads, bf16)
-            print(f"| {threads} | {'bf16 autocast' if bf16 else 'fp32'} | {train:,.0f} | {infer:,.0f} |", flush=True)
+            print(
+                f"| {threads} | {'bf16 autocast' if bf16 else 'fp32'} | {train:,.0f} | {infer:,.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,18 @@ CLASSES = tuple(f"c{i}" for i in range(10))
 def texture(cls: int, size: int = 16) -> np.ndarray:
     """(size, size) bool: class ``cls``'s pattern, told apart by its local structure wherever it sits."""
     r, c = np.mgrid[0:size, 0:size]
-    patterns = [r % 2 == 0, r % 4 < 2, r % 6 < 3, c % 2 == 0, c % 4 < 2, c % 6 < 3,
-                (r + c) % 2 == 0, (r // 3 + c // 3) % 2 == 0, np.ones_like(r, bool),
-                (r < 2) | (r >= size - 2) | (c < 2) | (c >= size - 2)]
+    patterns = [
+        r % 2 == 0,
+        r % 4 < 2,
+        r % 6 < 3,
+        c % 2 == 0,
+        c % 4 < 2,
+        c % 6 < 3,
+        (r + c) % 2 == 0,
+        (r // 3 + c // 3) % 2 == 0,
+        np.ones_like(r, bool),
+        (r < 2) | (r >= size - 2) | (c < 2) | (c >= size - 2),
+    ]
     return patterns[cls]
 
 
@@ -96,13 +105,21 @@ def test_planted_duplicates_found_exactly(planted, tmp_path):
     split, pairs = planted
     summary = audit(split, CLASSES, tmp_path, label_errors="none", log=None)
     rows = read_csv(tmp_path / "duplicates.csv")
-    found = {(r["split_a"], int(r["index_a"]), r["split_b"], int(r["index_b"])): (r["kind"], r["label_a"] == r["label_b"])
-             for r in rows}
+    found = {
+        (r["split_a"], int(r["index_a"]), r["split_b"], int(r["index_b"])): (
+            r["kind"],
+            r["label_a"] == r["label_b"],
+        )
+        for r in rows
+    }
     assert found == pairs
     assert all(float(r["distance"]) == 0 for r in rows if r["kind"] == "exact")
     assert all(0 < float(r["distance"]) <= NEAR_RMS for r in rows if r["kind"] == "near")
     disagree = read_csv(tmp_path / "duplicates_disagree.csv")
-    assert {(r["index_a"], r["index_b"], r["kind"]) for r in disagree} == {("100", "110", "near"), ("120", "130", "exact")}
+    assert {(r["index_a"], r["index_b"], r["kind"]) for r in disagree} == {
+        ("100", "110", "near"),
+        ("120", "130", "exact"),
+    }
 
     d = summary["duplicates"]
     assert d["exact"]["train-train"]["pairs"] == 2 and d["exact"]["train-train"]["labels_disagree"] == 1
@@ -123,16 +140,21 @@ def test_near_pairs_match_brute_force():
     """The projected search is exact: it returns what comparing every pair on raw pixels returns."""
     rng = np.random.default_rng(3)
     base = rng.integers(0, 256, size=(8, 28, 28))
-    images = np.clip(base[rng.integers(0, 8, 240)] + rng.normal(0, rng.uniform(0, 12, (240, 1, 1)), (240, 28, 28)),
-                     0, 255).astype(np.uint8)
+    images = np.clip(
+        base[rng.integers(0, 8, 240)] + rng.normal(0, rng.uniform(0, 12, (240, 1, 1)), (240, 28, 28)), 0, 255
+    ).astype(np.uint8)
     flat = images.reshape(240, -1).astype(np.float64)
     sq = (flat**2).sum(axis=1)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * flat @ flat.T, 0) / 784)  # exact: integers below 2**53
+    d = np.sqrt(
+        np.maximum(sq[:, None] + sq[None] - 2 * flat @ flat.T, 0) / 784
+    )  # exact: integers below 2**53
     for threshold in (4.0, 10.0):
         i, j = np.nonzero(np.triu(d <= threshold, k=1))
         found = near_pairs(images, threshold)
         assert len(i) > 0
-        assert set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == set(zip(i.tolist(), j.tolist(), strict=True))
+        assert set(zip(found.i.tolist(), found.j.tolist(), strict=True)) == set(
+            zip(i.tolist(), j.tolist(), strict=True)
+        )
         np.testing.assert_allclose(found.distance, np.sort(d[i, j]), atol=1e-9)
 
 
@@ -178,15 +200,43 @@ def save_tiny_model(run: Path, n_classes: int = 10) -> Path:
 
     torch.manual_seed(0)
     model = build_model("fastcnn", num_classes=n_classes, width=4)
-    record = model_record(model, arch="fastcnn", arch_kwargs={"width": 4}, classes=[f"class{i}" for i in range(n_classes)],
-                          mean=0.2, std=0.3, dataset="tiny", fingerprint="test", epoch=1, metrics={}, config={})
+    record = model_record(
+        model,
+        arch="fastcnn",
+        arch_kwargs={"width": 4},
+        classes=[f"class{i}" for i in range(n_classes)],
+        mean=0.2,
+        std=0.3,
+        dataset="tiny",
+        fingerprint="test",
+        epoch=1,
+        metrics={},
+        config={},
+    )
     return save(record, run / MODEL_FILE)
 
 
 def test_cli_audit_with_fold_models(tiny_spec, tiny_idx_dir, tmp_path, capsys):
     out = tmp_path / "audit"
-    rc = main(["audit", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--folds", "2", "--epochs", "1", "--width", "4", "--threads", "1",
-               "--out", str(out)])
+    rc = main(
+        [
+            "audit",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny_idx_dir),
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "fold 2/2" in text and "exact duplicate pairs: train-train 0" in text
@@ -203,7 +253,21 @@ def test_cli_audit_with_fold_models(tiny_spec, tiny_idx_dir, tmp_path, capsys):
 
 def test_cli_audit_with_a_run_scores_the_test_split(tiny_spec, tiny_idx_dir, tmp_path):
     save_tiny_model(tmp_path / "run")
-    rc = main(["audit", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--run", str(tmp_path / "run"), "--limit", "12", "--out", str(tmp_path / "a")])
+    rc = main(
+        [
+            "audit",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny_idx_dir),
+            "--run",
+            str(tmp_path / "run"),
+            "--limit",
+            "12",
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
     assert rc == 0
     rows = read_csv(tmp_path / "a" / "label_errors.csv")
     assert len(rows) == 12 and {r["split"] for r in rows} == {"t10k"} and {r["fold"] for r in rows} == {"-1"}
@@ -221,7 +285,9 @@ def test_cli_audit_with_a_run_scores_the_test_split(tiny_spec, tiny_idx_dir, tmp
 )
 def test_cli_audit_bad_input(args, fragment, tiny_spec, tiny_idx_dir, tmp_path, capsys):
     args = [a.replace("RUN_MISSING", str(tmp_path / "nope")) for a in args]
-    rc = main(["audit", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--out", str(tmp_path / "o"), *args])
+    rc = main(
+        ["audit", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--out", str(tmp_path / "o"), *args]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("fmnist: error:") and fragment in err[-1], err
     assert len(err) == 1 and "Traceback" not in "\n".join(err)

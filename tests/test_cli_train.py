@@ -23,7 +23,9 @@ from fmnist.cli import main
 from fmnist.train.config import PRESETS, TrainConfig
 
 REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST")
+pytestmark = pytest.mark.skipif(
+    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +49,20 @@ def one_cpu() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
-def fmnist(*args: str, cache: Path, cwd: Path | None = None, pin: bool = False) -> subprocess.CompletedProcess:
+def fmnist(
+    *args: str, cache: Path, cwd: Path | None = None, pin: bool = False
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMNIST_")}
     env["FMNIST_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "fmnist", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300, preexec_fn=one_cpu if pin else None)
+    return subprocess.run(
+        [sys.executable, "-m", "fmnist", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+        preexec_fn=one_cpu if pin else None,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
@@ -93,7 +104,10 @@ MORE_ERROR_CASES = {  # the same path in-process (fmnist.cli.main), to spare a t
     "unknown-preset": (["--preset", "nope"], "unknown preset 'nope'"),
     "knob-the-model-lacks": (["--model", "tutorial", "--width", "8"], "takes no --width"),
     "resume-without-out": (["--resume"], "--resume needs --out"),
-    "resume-foreign-config": (["--resume", "--out", "{tmp}/foreign"], "not a run config of this fmnist version"),
+    "resume-foreign-config": (
+        ["--resume", "--out", "{tmp}/foreign"],
+        "not a run config of this fmnist version",
+    ),
     "missing-toml": (["--config", "{tmp}/missing.toml"], "config file not found"),
     "toml-train-not-a-table": (["--config", "{tmp}/scalar.toml"], "'train' must be a table"),
     "lr-zero": (["--lr", "0"], "--lr must be positive"),
@@ -155,8 +169,23 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
     toml = tmp_path / "c.toml"
     toml.write_text('[train]\nmodel = "fastcnn"\nwidth = 8\nepochs = 3\nlr = 0.01\nbatch_size = 64\n')
     run = tmp_path / "run"
-    proc = fmnist("train", "--preset", "tutorial", "--config", str(toml), "--epochs", "1", "--flip",
-                  "--train-limit", "2000", "--threads", "1", "--out", str(run), cache=data_cache)
+    proc = fmnist(
+        "train",
+        "--preset",
+        "tutorial",
+        "--config",
+        str(toml),
+        "--epochs",
+        "1",
+        "--flip",
+        "--train-limit",
+        "2000",
+        "--threads",
+        "1",
+        "--out",
+        str(run),
+        cache=data_cache,
+    )
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((run / "config.json").read_text())
     shown = printed_config(proc.stdout)
@@ -164,7 +193,12 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
     assert saved["preset"] == "tutorial"
     assert saved["optimizer"] == PRESETS["tutorial"]["optimizer"]  # preset over defaults
     assert saved["schedule"] == PRESETS["tutorial"]["schedule"]
-    assert (saved["model"], saved["width"], saved["lr"], saved["batch_size"]) == ("fastcnn", 8, 0.01, 64)  # TOML over preset
+    assert (saved["model"], saved["width"], saved["lr"], saved["batch_size"]) == (
+        "fastcnn",
+        8,
+        0.01,
+        64,
+    )  # TOML over preset
     assert saved["epochs"] == 1 and saved["flip"] is True  # flags over TOML and preset
     assert saved["train_limit"] == 2000
     assert "best epoch 1" in proc.stdout and str(run) in proc.stdout
@@ -175,7 +209,9 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
     again = fmnist("train", "--out", str(run), "--resume", "--threads", "1", cache=data_cache)
     assert again.returncode == 0, again.stderr
     resumed = printed_config(again.stdout)
-    assert {k: v for k, v in resumed.items() if k != "threads"} == {k: v for k, v in saved.items() if k != "threads"}
+    assert {k: v for k, v in resumed.items() if k != "threads"} == {
+        k: v for k, v in saved.items() if k != "threads"
+    }
     assert "after epoch 1/1" in again.stdout
 
 
@@ -184,8 +220,19 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
 
 def test_fmnist_run_end_to_end(tmp_path, data_cache):
     run = tmp_path / "main"
-    proc = fmnist("run", "--train-limit", "2000", "--epochs", "1", "--out", str(run), "--device", "cpu",
-                  cache=data_cache, pin=True)
+    proc = fmnist(
+        "run",
+        "--train-limit",
+        "2000",
+        "--epochs",
+        "1",
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        cache=data_cache,
+        pin=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"run folder: {run}" in proc.stdout
@@ -196,7 +243,15 @@ def test_fmnist_run_end_to_end(tmp_path, data_cache):
     figures = json.loads((run / "evaluation.json").read_text())
     assert f"{figures['accuracy']:.4f}" == match.group(1)
     assert figures["n"] == 10_000
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "model.pt", "report.md", "confusion.png", "errors.png"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "model.pt",
+        "report.md",
+        "confusion.png",
+        "errors.png",
+    ):
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["preset"] in PRESETS
 
@@ -217,8 +272,20 @@ def test_train_help_lists_the_flags_the_issue_asks_for(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--model", "--epochs", "--batch-size", "--lr", "--seed", "--device", "--out", "--resume",
-                 "--train-limit", "--data-dir", "--config", "--preset"):
+    for flag in (
+        "--model",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--device",
+        "--out",
+        "--resume",
+        "--train-limit",
+        "--data-dir",
+        "--config",
+        "--preset",
+    ):
         assert flag in out, flag
 
 

@@ -26,8 +26,21 @@ from fmnist.models import load_model
 from fmnist.train import make_config, train
 
 REAL = Path("/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST")
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+needs_data = pytest.mark.skipif(
+    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
+)
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +74,14 @@ def evaluated(tmp_path_factory, data_cache) -> dict:
         train(make_config(model="fastcnn", width=8, train_limit=2000, epochs=2, threads=1), run, log=None)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FMNIST_")}
         env["FMNIST_CACHE"] = str(data_cache)
-        proc = subprocess.run([sys.executable, "-m", "fmnist", "evaluate", str(run), "--json", "--device", "cpu"],
-                              capture_output=True, text=True, env=env, timeout=300, preexec_fn=one_cpu)
+        proc = subprocess.run(
+            [sys.executable, "-m", "fmnist", "evaluate", str(run), "--json", "--device", "cpu"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            preexec_fn=one_cpu,
+        )
         assert proc.returncode == 0, proc.stderr
         ds = load_dataset("fashion")
         labels = np.asarray(ds.test.labels).astype(np.int64)
@@ -81,7 +100,9 @@ def test_accuracy_is_that_of_the_models_own_predictions(evaluated):
     preds = probs.argmax(1)
     assert figures["accuracy"] == pytest.approx((preds == labels).mean(), abs=1e-12)
     assert figures["accuracy"] > 0.3  # two short epochs; chance is 0.1
-    assert figures["dataset"] == "fashion" and figures["data_fingerprint"] == figures["trained_on_fingerprint"]
+    assert (
+        figures["dataset"] == "fashion" and figures["data_fingerprint"] == figures["trained_on_fingerprint"]
+    )
     assert "warning" not in figures
     assert "calibration_bins" not in figures  # --json leaves the reliability table to evaluation.json
 
@@ -91,7 +112,9 @@ def test_per_class_figures_match_scikit_learn(evaluated):
     sk = pytest.importorskip("sklearn.metrics")
     figures, labels = evaluated["json"], evaluated["labels"]
     preds = evaluated["probs"].argmax(1)
-    precision, recall, f1, support = sk.precision_recall_fscore_support(labels, preds, labels=list(range(10)), zero_division=0)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(
+        labels, preds, labels=list(range(10)), zero_division=0
+    )
     assert list(figures["per_class"]) == list(FASHION_CLASSES)
     for i, name in enumerate(FASHION_CLASSES):
         pc = figures["per_class"][name]
@@ -99,8 +122,12 @@ def test_per_class_figures_match_scikit_learn(evaluated):
         assert pc["recall"] == pytest.approx(recall[i], abs=1e-9)
         assert pc["f1"] == pytest.approx(f1[i], abs=1e-9)
         assert pc["support"] == support[i] == 1000
-    assert figures["macro_f1"] == pytest.approx(sk.f1_score(labels, preds, average="macro", zero_division=0), abs=1e-9)
-    assert np.array_equal(np.array(figures["confusion_matrix"]), sk.confusion_matrix(labels, preds, labels=list(range(10))))
+    assert figures["macro_f1"] == pytest.approx(
+        sk.f1_score(labels, preds, average="macro", zero_division=0), abs=1e-9
+    )
+    assert np.array_equal(
+        np.array(figures["confusion_matrix"]), sk.confusion_matrix(labels, preds, labels=list(range(10)))
+    )
 
 
 @needs_data

@@ -92,8 +92,17 @@ def test_tutorial_net_is_the_readme_two_conv_pooling_net():
     layers = [m for m in model.modules() if not isinstance(m, (nn.Sequential, type(model)))]
     kinds = [type(m).__name__ for m in layers]
     assert kinds == [
-        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten",
-        "Linear", "ReLU", "Dropout", "Linear",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
     ]
     conv1, conv2 = (m for m in layers if isinstance(m, nn.Conv2d))
     assert (conv1.in_channels, conv1.out_channels, conv1.kernel_size) == (1, 32, (5, 5))
@@ -137,7 +146,10 @@ def test_none_knobs_mean_the_models_default():
     assert param_count(build_model("fastcnn", width=None)) == param_count(build_model("fastcnn"))
 
 
-@pytest.mark.parametrize(("overrides", "fragment"), [({"model": "nope"}, "unknown model"), ({"model": "tutorial", "width": 8}, "takes no --width")])
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [({"model": "nope"}, "unknown model"), ({"model": "tutorial", "width": 8}, "takes no --width")],
+)
 def test_train_config_refuses_what_the_registry_refuses(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         make_config(**overrides)
@@ -148,8 +160,17 @@ def test_model_file_round_trip(tmp_path):
     model = small("fastcnn").eval()
     classes = [f"c{i}" for i in range(10)]
     record = model_record(
-        model, arch="fastcnn", arch_kwargs={"width": 4}, classes=classes, mean=0.3, std=0.35,
-        dataset="fashion", fingerprint="abc", epoch=2, metrics={"val_acc": 0.5}, config={"model": "fastcnn"},
+        model,
+        arch="fastcnn",
+        arch_kwargs={"width": 4},
+        classes=classes,
+        mean=0.3,
+        std=0.35,
+        dataset="fashion",
+        fingerprint="abc",
+        epoch=2,
+        metrics={"val_acc": 0.5},
+        config={"model": "fastcnn"},
     )
     save(record, tmp_path / "model.pt")
     loaded = load_model(tmp_path)  # a run folder means its model.pt

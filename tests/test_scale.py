@@ -23,7 +23,17 @@ def run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
 
 
 def torchrun(nproc: int, args: list[str]) -> subprocess.CompletedProcess:
-    return run([str(VENV_BIN / "torchrun"), "--standalone", f"--nproc-per-node={nproc}", "-m", "fmnist", "train", *args])
+    return run(
+        [
+            str(VENV_BIN / "torchrun"),
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "fmnist",
+            "train",
+            *args,
+        ]
+    )
 
 
 def final_val(run_dir: Path) -> float:
@@ -77,9 +87,21 @@ def test_resume_across_world_size(tmp_path):
 
 def test_sweep_on_local_cluster_resumes(tmp_path):
     plan = tmp_path / "sweep.toml"
-    plan.write_text('[base]\ntrain_limit = 1500\nepochs = 1\nwidth = 8\n[grid]\nseed = [0, 1]\n')
+    plan.write_text("[base]\ntrain_limit = 1500\nepochs = 1\nwidth = 8\n[grid]\nseed = [0, 1]\n")
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "fmnist", "sweep", str(plan), "--out", str(out), "--workers", "2", "--ensemble", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fmnist",
+        "sweep",
+        str(plan),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--ensemble",
+        "2",
+    ]
     first = run(cmd, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads((out / "sweep.json").read_text())
@@ -105,7 +127,9 @@ def test_sweep_on_local_cluster_resumes(tmp_path):
 def test_sweep_bad_input(tmp_path, args, message):
     plan = tmp_path / "sweep.toml"
     plan.write_text("[base]\nepochs = 1\n[grid]\nseed = [0]\n")
-    proc = run([sys.executable, "-m", "fmnist", "sweep", str(plan), "--out", str(tmp_path / "o"), *args], timeout=120)
+    proc = run(
+        [sys.executable, "-m", "fmnist", "sweep", str(plan), "--out", str(tmp_path / "o"), *args], timeout=120
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fmnist: error:") and message in lines[0]
@@ -115,4 +139,6 @@ def test_sweep_bad_plan(tmp_path):
     plan = tmp_path / "sweep.toml"
     plan.write_text("[grid]\nseed = 3\n")
     proc = run([sys.executable, "-m", "fmnist", "sweep", str(plan), "--out", str(tmp_path / "o")], timeout=60)
-    assert proc.returncode != 0 and proc.stderr.startswith("fmnist: error:") and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode != 0 and proc.stderr.startswith("fmnist: error:") and "Traceback" not in proc.stderr
+    )

@@ -37,7 +37,9 @@ from fmnist.train.augment import random_crop, random_erase, random_flip
 from fmnist.train.loop import lr_at, predict_logits
 
 REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST")
+pytestmark = pytest.mark.skipif(
+    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
+)
 
 TINY = {"model": "fastcnn", "width": 8, "threads": 1, "seed": 0}  # ~9k parameters, ~5k images/s on one thread
 # One thread: with other jobs on the two cores, a second OpenMP thread mostly spins and waits.
@@ -127,15 +129,37 @@ TIMING = {"train_time_s", "images_per_s", "eval_time_s", "cum_train_time_s"}
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     """Run A uninterrupted; run B killed during epoch 2, then resumed: same weights, same metrics."""
     epochs = 3
-    args = ["--train-limit", "6000", "--epochs", str(epochs), "--width", "8", "--threads", "1", "--seed", "7",
-            "--device", "cpu"]
+    args = [
+        "--train-limit",
+        "6000",
+        "--epochs",
+        str(epochs),
+        "--width",
+        "8",
+        "--threads",
+        "1",
+        "--seed",
+        "7",
+        "--device",
+        "cpu",
+    ]
     run_a, run_b = tmp_path / "A", tmp_path / "B"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A and B run side by side (one thread each): A finishes while B is killed and resumed.
-    proc_a = subprocess.Popen(fmnist_train(*args, "--out", str(run_a)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=env)
-    proc_b = subprocess.Popen(fmnist_train(*args, "--out", str(run_b)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=env)
+    proc_a = subprocess.Popen(
+        fmnist_train(*args, "--out", str(run_a)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    proc_b = subprocess.Popen(
+        fmnist_train(*args, "--out", str(run_b)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         # metrics.jsonl gets epoch 1's row right after checkpoint.pt; then epoch 2 starts at once.
         wait_for(lambda: len(fmnist.fsio.read_jsonl(run_b / "metrics.jsonl")) >= 1, 180, proc_b, "epoch 1")
@@ -156,8 +180,13 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     assert not list(run_b.glob(".*.tmp"))
     load_model(run_b)  # model.pt is whole too
 
-    resumed = subprocess.run(fmnist_train("--out", str(run_b), "--resume", "--threads", "1", "--device", "cpu"),
-                             capture_output=True, text=True, env=env, timeout=300)
+    resumed = subprocess.run(
+        fmnist_train("--out", str(run_b), "--resume", "--threads", "1", "--device", "cpu"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "after epoch 1/3" in resumed.stdout
     assert proc_a.wait(300) == 0, proc_a.stderr.read()
@@ -206,7 +235,10 @@ def test_interrupted_between_any_two_writes_resumes_to_the_same_run(tmp_path, mo
     cfg = make_config(**{**TINY, "seed": 5}, train_limit=1000, epochs=3)
     reference = tmp_path / "reference"
     train(cfg, reference, log=None)
-    ref_rows = [{k: v for k, v in r.items() if k not in TIMING} for r in fmnist.fsio.read_jsonl(reference / "metrics.jsonl")]
+    ref_rows = [
+        {k: v for k, v in r.items() if k not in TIMING}
+        for r in fmnist.fsio.read_jsonl(reference / "metrics.jsonl")
+    ]
     for target, epoch in (("model.pt", 1), ("checkpoint.pt", 2), ("metrics.jsonl", 2)):
         run = tmp_path / f"{target}-{epoch}"
         with monkeypatch.context() as mp:
@@ -215,10 +247,17 @@ def test_interrupted_between_any_two_writes_resumes_to_the_same_run(tmp_path, mo
                 train(cfg, run, log=None)
         assert hits == [target]
         train(cfg, run, resume=True, log=None)
-        rows = [{k: v for k, v in r.items() if k not in TIMING} for r in fmnist.fsio.read_jsonl(run / "metrics.jsonl")]
+        rows = [
+            {k: v for k, v in r.items() if k not in TIMING}
+            for r in fmnist.fsio.read_jsonl(run / "metrics.jsonl")
+        ]
         assert rows == ref_rows, f"interrupted before writing {target} of epoch {epoch}"
-        assert_same_tensors(weights(reference / "checkpoint.pt", "model"), weights(run / "checkpoint.pt", "model"))
-        assert_same_tensors(weights(reference / "model.pt", "state_dict"), weights(run / "model.pt", "state_dict"))
+        assert_same_tensors(
+            weights(reference / "checkpoint.pt", "model"), weights(run / "checkpoint.pt", "model")
+        )
+        assert_same_tensors(
+            weights(reference / "model.pt", "state_dict"), weights(run / "model.pt", "state_dict")
+        )
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
@@ -278,8 +317,21 @@ def test_fmnist_train_never_reads_the_test_split(tmp_path, monkeypatch, capsys):
         return TrainOnly(load_dataset(*args, **kwargs))
 
     monkeypatch.setattr(train_data, "load_dataset", load_train_only)
-    rc = main(["train", "--train-limit", "2000", "--epochs", "1", "--width", "8", "--threads", "1",
-               "--out", str(tmp_path / "run")])
+    rc = main(
+        [
+            "train",
+            "--train-limit",
+            "2000",
+            "--epochs",
+            "1",
+            "--width",
+            "8",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert calls, "the spy was not used: fmnist train loads its data some other way"
     assert (tmp_path / "run" / "model.pt").exists()
@@ -297,7 +349,7 @@ def test_validation_split_is_disjoint_from_training_images(monkeypatch):
     monkeypatch.setattr(train_data, "stratified_split", spy)
     cfg = make_config(**TINY, train_limit=4000)
     data = load_training_data(cfg, torch.device("cpu"))
-    (train_idx, val_idx), = seen
+    ((train_idx, val_idx),) = seen
     assert len(np.intersect1d(train_idx, val_idx)) == 0
     assert np.array_equal(np.sort(np.concatenate([train_idx, val_idx])), np.arange(4000))
     ds = load_dataset("fashion")

@@ -28,8 +28,19 @@ def save_tiny_model(run: Path) -> Path:
 
     torch.manual_seed(0)
     model = build_model("fastcnn", num_classes=10, width=4)
-    record = model_record(model, arch="fastcnn", arch_kwargs={"width": 4}, classes=[f"class{i}" for i in range(10)],
-                          mean=0.2, std=0.3, dataset="tiny", fingerprint="test", epoch=1, metrics={}, config={})
+    record = model_record(
+        model,
+        arch="fastcnn",
+        arch_kwargs={"width": 4},
+        classes=[f"class{i}" for i in range(10)],
+        mean=0.2,
+        std=0.3,
+        dataset="tiny",
+        fingerprint="test",
+        epoch=1,
+        metrics={},
+        config={},
+    )
     return save(record, run / MODEL_FILE)
 
 
@@ -49,8 +60,22 @@ def read_rows(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("method", ["pca", "tsne", "umap"])
 def test_pixel_maps(method, tiny_spec, tiny_idx_dir, tmp_path, capsys):
-    rc = main(["viz", "embed", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--method", method,
-               "--n", "60", "--out", str(tmp_path)])
+    rc = main(
+        [
+            "viz",
+            "embed",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny_idx_dir),
+            "--method",
+            method,
+            "--n",
+            "60",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "60 of 100 train images (random subsample, seed 0)" in out
@@ -66,8 +91,25 @@ def test_pixel_maps(method, tiny_spec, tiny_idx_dir, tmp_path, capsys):
 
 def test_cnn_feature_map_with_thumbnails(tiny_spec, tiny_idx_dir, tmp_path):
     save_tiny_model(tmp_path / "run")
-    rc = main(["viz", "embed", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--features", "cnn",
-               "--run", str(tmp_path / "run"), "--split", "t10k", "--thumbnails", "--out", str(tmp_path / "m")])
+    rc = main(
+        [
+            "viz",
+            "embed",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny_idx_dir),
+            "--features",
+            "cnn",
+            "--run",
+            str(tmp_path / "run"),
+            "--split",
+            "t10k",
+            "--thumbnails",
+            "--out",
+            str(tmp_path / "m"),
+        ]
+    )
     assert rc == 0
     rows = read_rows(tmp_path / "m" / "tiny-t10k-cnn-pca.csv")
     assert len(rows) == 50  # the default n exceeds the split: all images, no subsample
@@ -86,7 +128,9 @@ def test_both_data_sets_side_by_side(tiny_idx_dir, register_dataset, tmp_path):
 
 def test_subsample_and_spread_points():
     idx = subsample(100, 30, seed=1)
-    assert len(set(idx)) == 30 and list(idx) == sorted(idx) and subsample(10, 30, 0).tolist() == list(range(10))
+    assert (
+        len(set(idx)) == 30 and list(idx) == sorted(idx) and subsample(10, 30, 0).tolist() == list(range(10))
+    )
     xy = np.random.default_rng(0).normal(size=(200, 2))
     picked = spread_points(xy, 5)
     assert len(set(picked.tolist())) == 5
@@ -105,7 +149,9 @@ def test_subsample_and_spread_points():
 )
 def test_bad_input_is_one_line(args, fragment, tiny_spec, tiny_idx_dir, tmp_path, capsys):
     args = [a.replace("MISSING", str(tmp_path / "nope")) for a in args]
-    rc = main(["viz", "embed", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--out", str(tmp_path), *args])
+    rc = main(
+        ["viz", "embed", "--dataset", "tiny", "--data-dir", str(tiny_idx_dir), "--out", str(tmp_path), *args]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("fmnist: error:") and fragment in err[0], err
 
@@ -113,8 +159,13 @@ def test_bad_input_is_one_line(args, fragment, tiny_spec, tiny_idx_dir, tmp_path
 def test_mnist_unavailable_is_one_line(tmp_path):
     """No MNIST here (no mirror answers, no system copy): one error line from the real command, no traceback."""
     env = {**os.environ, "FMNIST_MIRROR": "http://127.0.0.1:9/"}  # port 9: refused at once
-    proc = subprocess.run([str(FMNIST), "viz", "embed", "--dataset", "mnist", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(FMNIST), "viz", "embed", "--dataset", "mnist", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(err) == 1 and err[0].startswith("fmnist: error: MNIST is not available here"), proc.stderr

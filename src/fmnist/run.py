@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("--preset", default=None, help="recipe (default: cpu-fast, or gpu-fast with CUDA)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/main-TIMESTAMP)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only (smoke runs)")
+    p.add_argument(
+        "--train-limit", type=int, default=None, help="train on the first N images only (smoke runs)"
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_run)
 
@@ -42,13 +44,21 @@ def cmd_run(args) -> int:
     print(format_summary(summary(load_dataset(args.dataset, args.data_dir, quiet=False))))
     device = resolve_device(args.device)
     preset = args.preset or ("gpu-fast" if device.type == "cuda" else "cpu-fast")
-    cfg = make_config(preset, dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-                      train_limit=args.train_limit, device=str(device))
+    cfg = make_config(
+        preset,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        train_limit=args.train_limit,
+        device=str(device),
+    )
     run_dir = args.out or Path("runs") / f"main-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"\ntraining preset {preset} into {run_dir}\nconfig:\n{cfg.format()}")
     result = train(cfg, run_dir)
     figures = evaluate_run(run_dir, args.data_dir, device)
     print("\n" + format_evaluation(figures))
-    print(f"\nrun folder: {run_dir}\ntest accuracy: {figures['accuracy']:.4f} "
-          f"(training {result.train_time_s:.0f} s on {device}, torch {torch.__version__})")
+    print(
+        f"\nrun folder: {run_dir}\ntest accuracy: {figures['accuracy']:.4f} "
+        f"(training {result.train_time_s:.0f} s on {device}, torch {torch.__version__})"
+    )
     return 0

@@ -25,17 +25,33 @@ def register(sub) -> None:
     )
     add_source_args(p)
     p.add_argument("--out", type=Path, default=Path("audit"), help="output folder")
-    p.add_argument("--run", type=Path, default=None, help="score the test split's labels with this run's model")
-    p.add_argument("--label-errors", choices=("cnn", "none"), default="cnn", help="cnn: rank likely label errors; none: skip")
+    p.add_argument(
+        "--run", type=Path, default=None, help="score the test split's labels with this run's model"
+    )
+    p.add_argument(
+        "--label-errors",
+        choices=("cnn", "none"),
+        default="cnn",
+        help="cnn: rank likely label errors; none: skip",
+    )
     p.add_argument("--folds", type=int, default=5, help="K for the cross-validated label scores")
     p.add_argument("--epochs", type=int, default=None, help="epochs per fold model (default 3)")
     p.add_argument("--width", type=int, default=None, help="fastcnn width of the fold models (default 16)")
-    p.add_argument("--threshold", type=float, default=None, help="near-duplicate RMS distance, grey levels (default 6)")
-    p.add_argument("--limit", type=int, default=None, help="audit only the first N images of each split (quick runs)")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="near-duplicate RMS distance, grey levels (default 6)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, help="audit only the first N images of each split (quick runs)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds the folds and the fold models")
     p.add_argument("--device", default="auto", help="device for the fold models: auto, cpu, cuda")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the search and the fold models "
-                   "(default: all cores; 1 is faster on a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the search and the fold models "
+        "(default: all cores; 1 is faster on a busy machine)",
+    )
     p.set_defaults(func=cmd_audit)
 
 
@@ -64,8 +80,9 @@ def cmd_audit(args) -> int:
 
             resolve_model_path(args.run)  # a missing run is an error before any work
         else:
-            cfg = audit_config(epochs=args.epochs, width=args.width, seed=args.seed, device=args.device,
-                               threads=args.threads)
+            cfg = audit_config(
+                epochs=args.epochs, width=args.width, seed=args.seed, device=args.device, threads=args.threads
+            )
     elif args.run is not None:
         raise ConfigError("--run is used only for label errors; drop it or drop --label-errors none")
     ds = load_named(args.dataset, args.data_dir)
@@ -77,11 +94,21 @@ def cmd_audit(args) -> int:
     sizes = ", ".join(f"{k} {len(v[1]):,}" for k, v in splits.items())
     print(f"auditing {ds.spec.title} (fingerprint {ds.fingerprint}): {sizes} images", flush=True)
     if cfg is not None:
-        print(f"label scores: {args.folds}-fold {cfg.model} width {cfg.width}, {cfg.epochs} epochs per fold", flush=True)
+        print(
+            f"label scores: {args.folds}-fold {cfg.model} width {cfg.width}, {cfg.epochs} epochs per fold",
+            flush=True,
+        )
     with blas_threads(args.threads):
         audit(
-            splits, ds.classes, args.out, threshold=threshold, label_errors=args.label_errors, folds=args.folds,
-            run_dir=args.run, cfg=cfg, title=f"{ds.spec.title}" + (f" (first {limit:,} per split)" if limit else ""),
+            splits,
+            ds.classes,
+            args.out,
+            threshold=threshold,
+            label_errors=args.label_errors,
+            folds=args.folds,
+            run_dir=args.run,
+            cfg=cfg,
+            title=f"{ds.spec.title}" + (f" (first {limit:,} per split)" if limit else ""),
             log=lambda msg: print(msg, flush=True),
         )
     return 0

@@ -59,7 +59,10 @@ class LabelScores:
         """Per-class confident-learning threshold t_j: mean p_j over the images labelled j."""
         n_classes = self.probs.shape[1]
         return np.array(
-            [self.probs[self.labels == j, j].mean() if np.any(self.labels == j) else 1.0 for j in range(n_classes)]
+            [
+                self.probs[self.labels == j, j].mean() if np.any(self.labels == j) else 1.0
+                for j in range(n_classes)
+            ]
         )
 
     def flagged(self) -> np.ndarray:
@@ -117,7 +120,9 @@ def cross_validated_scores(
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
     if counts.max(initial=0) < folds:
-        raise ConfigError(f"--folds {folds} needs at least {folds} images in some class; largest class has {counts.max(initial=0)}")
+        raise ConfigError(
+            f"--folds {folds} needs at least {folds} images in some class; largest class has {counts.max(initial=0)}"
+        )
     device = resolve_device(cfg.device)
     fold = stratified_folds(labels, folds, cfg.seed)
     probs = np.zeros((len(labels), len(classes)), dtype=np.float32)
@@ -127,8 +132,12 @@ def cross_validated_scores(
         rest = np.flatnonzero(fold != k)
         data = TrainingData.from_arrays(images[rest], labels[rest], tuple(classes), device, 0, cfg.seed)
         result = fit(cfg, data, None, log=None, progress_bar=False)
-        x = torch.from_numpy(np.ascontiguousarray(images[held])).unsqueeze(1).to(device)  # (m, 1, 28, 28) uint8
-        logits = predict_logits(result.model, x, data.mean, data.std, cfg.eval_batch_size, cfg.bf16, cfg.channels_last)
+        x = (
+            torch.from_numpy(np.ascontiguousarray(images[held])).unsqueeze(1).to(device)
+        )  # (m, 1, 28, 28) uint8
+        logits = predict_logits(
+            result.model, x, data.mean, data.std, cfg.eval_batch_size, cfg.bf16, cfg.channels_last
+        )
         probs[held] = torch.softmax(logits, dim=1).cpu().numpy()
         acc = float((probs[held].argmax(1) == labels[held]).mean())
         say(
@@ -145,6 +154,8 @@ def run_scores(run_dir, images: np.ndarray, labels: np.ndarray, classes: tuple[s
 
     model = load_model(run_dir)
     if tuple(model.classes) != tuple(classes):
-        raise ConfigError(f"{model.path}: trained on classes {model.classes[:3]}..., not those of the audited data")
+        raise ConfigError(
+            f"{model.path}: trained on classes {model.classes[:3]}..., not those of the audited data"
+        )
     probs = model.predict_proba(np.asarray(images)).astype(np.float32)
     return LabelScores(probs, np.asarray(labels).astype(np.int64), np.full(len(labels), -1))

@@ -63,15 +63,35 @@ def pair_rows(pool: Pooled, pairs: Pairs, kind: str, classes: tuple[str, ...]) -
     rows = []
     for k in range(len(pairs)):
         la, lb = int(pool.labels[pairs.i[k]]), int(pool.labels[pairs.j[k]])
-        rows.append({
-            "index_a": int(index_a[k]), "split_a": str(split_a[k]), "index_b": int(index_b[k]),
-            "split_b": str(split_b[k]), "label_a": la, "label_b": lb, "distance": round(float(pairs.distance[k]), 3),
-            "kind": kind, "class_a": classes[la], "class_b": classes[lb],
-        })
+        rows.append(
+            {
+                "index_a": int(index_a[k]),
+                "split_a": str(split_a[k]),
+                "index_b": int(index_b[k]),
+                "split_b": str(split_b[k]),
+                "label_a": la,
+                "label_b": lb,
+                "distance": round(float(pairs.distance[k]), 3),
+                "kind": kind,
+                "class_a": classes[la],
+                "class_b": classes[lb],
+            }
+        )
     return rows
 
 
-PAIR_COLUMNS = ["index_a", "split_a", "index_b", "split_b", "label_a", "label_b", "distance", "kind", "class_a", "class_b"]
+PAIR_COLUMNS = [
+    "index_a",
+    "split_a",
+    "index_b",
+    "split_b",
+    "label_a",
+    "label_b",
+    "distance",
+    "kind",
+    "class_a",
+    "class_b",
+]
 
 
 def duplicate_summary(pool: Pooled, exact: Pairs, near_all: Pairs, threshold: float) -> dict:
@@ -99,23 +119,45 @@ def duplicate_summary(pool: Pooled, exact: Pairs, near_all: Pairs, threshold: fl
     return out
 
 
-def label_rows(pool_split: np.ndarray, pool_index: np.ndarray, scores: LabelScores, classes: tuple[str, ...]) -> list[dict]:
+def label_rows(
+    pool_split: np.ndarray, pool_index: np.ndarray, scores: LabelScores, classes: tuple[str, ...]
+) -> list[dict]:
     """Every scored image, most confidently rejected label first."""
     conf, pred, flagged = scores.self_confidence, scores.predicted, scores.flagged()
     rows = []
     for rank, k in enumerate(scores.ranking(), start=1):
         label, p = int(scores.labels[k]), int(pred[k])
-        rows.append({
-            "rank": rank, "index": int(pool_index[k]), "split": str(pool_split[k]), "label": label,
-            "class": classes[label], "p_label": round(float(conf[k]), 5), "predicted": p,
-            "predicted_class": classes[p], "p_predicted": round(float(scores.probs[k, p]), 5),
-            "flagged": int(flagged[k]), "fold": int(scores.fold[k]),
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "index": int(pool_index[k]),
+                "split": str(pool_split[k]),
+                "label": label,
+                "class": classes[label],
+                "p_label": round(float(conf[k]), 5),
+                "predicted": p,
+                "predicted_class": classes[p],
+                "p_predicted": round(float(scores.probs[k, p]), 5),
+                "flagged": int(flagged[k]),
+                "fold": int(scores.fold[k]),
+            }
+        )
     return rows
 
 
-LABEL_COLUMNS = ["rank", "index", "split", "label", "class", "p_label", "predicted", "predicted_class",
-                 "p_predicted", "flagged", "fold"]
+LABEL_COLUMNS = [
+    "rank",
+    "index",
+    "split",
+    "label",
+    "class",
+    "p_label",
+    "predicted",
+    "predicted_class",
+    "p_predicted",
+    "flagged",
+    "fold",
+]
 
 
 def label_summary(rows: list[dict], scores: LabelScores, scheme: str, seconds: float, top: int = 100) -> dict:
@@ -153,7 +195,9 @@ def label_errors_png(pool: Pooled, rows: list[dict], path: Path, title: str) -> 
     from fmnist.evaluate.pictures import gallery_png
 
     shown = rows[:ERRORS_SHOWN]
-    images = np.stack([pool.images[r["index"] if r["split"] == "train" else r["index"] + pool.n_train] for r in shown])
+    images = np.stack(
+        [pool.images[r["index"] if r["split"] == "train" else r["index"] + pool.n_train] for r in shown]
+    )
     captions = [
         f"{r['split']} {r['index']}: {r['class']} {r['p_label']:.3f}\nmodel: {r['predicted_class']} {r['p_predicted']:.2f}"
         for r in shown
@@ -161,12 +205,20 @@ def label_errors_png(pool: Pooled, rows: list[dict], path: Path, title: str) -> 
     return gallery_png(images, captions, path, title, columns=8)
 
 
-def audit_duplicates(pool: Pooled, classes: tuple[str, ...], out: Path, threshold: float, title: str,
-                     say: Callable[[str], None]) -> dict:
+def audit_duplicates(
+    pool: Pooled,
+    classes: tuple[str, ...],
+    out: Path,
+    threshold: float,
+    title: str,
+    say: Callable[[str], None],
+) -> dict:
     """Exact and near pairs: duplicates.csv, duplicates_disagree.csv, duplicates.png; returns the counts."""
     t0 = time.perf_counter()
     exact = exact_pairs(pool.images)
-    near_all = near_pairs(pool.images, max(threshold, *LADDER))  # the ladder's counts come from the same search
+    near_all = near_pairs(
+        pool.images, max(threshold, *LADDER)
+    )  # the ladder's counts come from the same search
     dup = duplicate_summary(pool, exact, near_all, threshold)
     dup["seconds"] = round(time.perf_counter() - t0, 1)
     keep = (near_all.distance <= threshold) & (near_all.distance > 0)
@@ -175,8 +227,12 @@ def audit_duplicates(pool: Pooled, classes: tuple[str, ...], out: Path, threshol
     disagree = [r for r in rows if r["label_a"] != r["label_b"]]
     write_text(out / "duplicates.csv", _csv(rows, PAIR_COLUMNS))
     write_text(out / "duplicates_disagree.csv", _csv(disagree, PAIR_COLUMNS))
-    pairs_png(pool, disagree + [r for r in rows if r["label_a"] == r["label_b"]], out / "duplicates.png",
-              f"{title}: closest pairs (RMS <= {threshold:g} grey levels), label disagreements first")
+    pairs_png(
+        pool,
+        disagree + [r for r in rows if r["label_a"] == r["label_b"]],
+        out / "duplicates.png",
+        f"{title}: closest pairs (RMS <= {threshold:g} grey levels), label disagreements first",
+    )
     for kind in ("exact", "near"):
         counts = ", ".join(f"{k} {v['pairs']}" for k, v in dup[kind].items())
         say(f"{kind} duplicate pairs: {counts}" + (f" (RMS <= {threshold:g})" if kind == "near" else ""))
@@ -184,25 +240,52 @@ def audit_duplicates(pool: Pooled, classes: tuple[str, ...], out: Path, threshol
     return dup
 
 
-STAT_COLUMNS = ["split", "label", "class", "images", "mean_intensity", "std_of_image_means", "ink_fraction",
-                "bright_fraction", "mean_height", "mean_width", "blank_images"]
+STAT_COLUMNS = [
+    "split",
+    "label",
+    "class",
+    "images",
+    "mean_intensity",
+    "std_of_image_means",
+    "ink_fraction",
+    "bright_fraction",
+    "mean_height",
+    "mean_width",
+    "blank_images",
+]
 
 
-def audit_classes(splits: dict, classes: tuple[str, ...], out: Path, title: str, say: Callable[[str], None]) -> dict:
+def audit_classes(
+    splits: dict, classes: tuple[str, ...], out: Path, title: str, say: Callable[[str], None]
+) -> dict:
     """Class balance and per-class pixel statistics: class_stats.csv, class_means.png."""
     from fmnist.evaluate.pictures import gallery_png
 
     balance = class_balance({s: splits[s][1] for s in SPLITS}, len(classes))
     stats = [{"split": s, **row} for s in SPLITS for row in per_class_stats(*splits[s], classes)]
     write_text(out / "class_stats.csv", _csv(stats, STAT_COLUMNS))
-    gallery_png(class_means(*splits["train"], len(classes)), list(classes), out / "class_means.png",
-                f"{title}: mean training image per class", columns=min(10, len(classes)))
+    gallery_png(
+        class_means(*splits["train"], len(classes)),
+        list(classes),
+        out / "class_means.png",
+        f"{title}: mean training image per class",
+        columns=min(10, len(classes)),
+    )
     say("images per class: " + ", ".join(f"{s} {min(balance[s])}..{max(balance[s])}" for s in SPLITS))
     return {"class_balance": balance, "class_stats": stats}
 
 
-def audit_labels(pool: Pooled, splits: dict, classes: tuple[str, ...], out: Path, folds: int, run_dir: Path | None,
-                 cfg, title: str, say: Callable[[str], None]) -> dict:
+def audit_labels(
+    pool: Pooled,
+    splits: dict,
+    classes: tuple[str, ...],
+    out: Path,
+    folds: int,
+    run_dir: Path | None,
+    cfg,
+    title: str,
+    say: Callable[[str], None],
+) -> dict:
     """Out-of-sample label scores: label_errors.csv (most suspect first), label_errors.png; returns the summary."""
     t0 = time.perf_counter()
     if run_dir is not None:
@@ -217,17 +300,27 @@ def audit_labels(pool: Pooled, splits: dict, classes: tuple[str, ...], out: Path
         cfg = cfg if cfg is not None else audit_config()
         scores = cross_validated_scores(pool.images, pool.labels, classes, folds, cfg, log=say)
         split_of, index_of = pool.where(np.arange(len(pool.labels)))
-        scheme = f"{folds}-fold cross-validation over both splits (each image scored by a model not trained on it)"
+        scheme = (
+            f"{folds}-fold cross-validation over both splits (each image scored by a model not trained on it)"
+        )
     ranked = label_rows(split_of, index_of, scores, classes)
     le = label_summary(ranked, scores, scheme, time.perf_counter() - t0)
     if run_dir is None:
-        le["training"] = {k: getattr(cfg, k) for k in ("model", "width", "epochs", "batch_size", "lr", "seed", "threads")}
+        le["training"] = {
+            k: getattr(cfg, k) for k in ("model", "width", "epochs", "batch_size", "lr", "seed", "threads")
+        }
     write_text(out / "label_errors.csv", _csv(ranked, LABEL_COLUMNS))
-    label_errors_png(pool, ranked, out / "label_errors.png",
-                     f"{title}: labels the model rejects most confidently (out-of-sample p of the given label)")
-    say(f"label errors: out-of-sample accuracy {le['out_of_sample_accuracy']:.4f}; "
+    label_errors_png(
+        pool,
+        ranked,
+        out / "label_errors.png",
+        f"{title}: labels the model rejects most confidently (out-of-sample p of the given label)",
+    )
+    say(
+        f"label errors: out-of-sample accuracy {le['out_of_sample_accuracy']:.4f}; "
         f"{le['flagged_confident_learning']} flagged (confident learning); "
-        f"{le['p_label_below']['0.01']} with p(label) < 0.01")
+        f"{le['p_label_below']['0.01']} with p(label) < 0.01"
+    )
     return le
 
 
@@ -266,25 +359,45 @@ def audit(
 def format_markdown(s: dict, classes: tuple[str, ...]) -> str:
     """The audit as a short Markdown report."""
     d = s["duplicates"]
-    lines = [f"# Data audit: {s['data']}", "",
-             f"Images: {s['images']['train']:,} train, {s['images']['t10k']:,} t10k (test).", "",
-             "## Duplicates", "",
-             f"Exact: identical bytes. Near: RMS pixel difference at most {d['threshold_rms']:g} grey levels "
-             "(of 255), found by exact search.", "",
-             "| split pair | exact pairs | near pairs | images in a near pair | labels disagree (exact/near) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"# Data audit: {s['data']}",
+        "",
+        f"Images: {s['images']['train']:,} train, {s['images']['t10k']:,} t10k (test).",
+        "",
+        "## Duplicates",
+        "",
+        f"Exact: identical bytes. Near: RMS pixel difference at most {d['threshold_rms']:g} grey levels "
+        "(of 255), found by exact search.",
+        "",
+        "| split pair | exact pairs | near pairs | images in a near pair | labels disagree (exact/near) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for key in SPLIT_PAIRS:
         e, n = d["exact"][key], d["near"][key]
-        lines.append(f"| {key} | {e['pairs']} | {n['pairs']} | {n['images']} | {e['labels_disagree']}/{n['labels_disagree']} |")
-    lines += ["", f"Test images with an exact or near copy in train: {d['exact']['train-t10k']['t10k_images']} exact, "
-              f"{d['near']['train-t10k']['t10k_images']} near."]
-    lines += ["", "Pairs at or below each RMS distance (exact duplicates included):", "",
-              "| RMS <= | " + " | ".join(SPLIT_PAIRS) + " |", "|---:|" + "---:|" * len(SPLIT_PAIRS)]
+        lines.append(
+            f"| {key} | {e['pairs']} | {n['pairs']} | {n['images']} | {e['labels_disagree']}/{n['labels_disagree']} |"
+        )
+    lines += [
+        "",
+        f"Test images with an exact or near copy in train: {d['exact']['train-t10k']['t10k_images']} exact, "
+        f"{d['near']['train-t10k']['t10k_images']} near.",
+    ]
+    lines += [
+        "",
+        "Pairs at or below each RMS distance (exact duplicates included):",
+        "",
+        "| RMS <= | " + " | ".join(SPLIT_PAIRS) + " |",
+        "|---:|" + "---:|" * len(SPLIT_PAIRS),
+    ]
     for t, counts in d["ladder"].items():
         lines.append(f"| {t} | " + " | ".join(str(counts[k]) for k in SPLIT_PAIRS) + " |")
-    lines += ["", "## Class balance and pixel statistics", "",
-              "| class | train | t10k | mean intensity | ink fraction | bright fraction | height | width |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Class balance and pixel statistics",
+        "",
+        "| class | train | t10k | mean intensity | ink fraction | bright fraction | height | width |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     train_stats = [r for r in s["class_stats"] if r["split"] == "train"]
     for c, name in enumerate(classes):
         r = train_stats[c]
@@ -295,16 +408,27 @@ def format_markdown(s: dict, classes: tuple[str, ...]) -> str:
             f"| {name} | {s['class_balance']['train'][c]} | {s['class_balance']['t10k'][c]} | {r['mean_intensity']:.3f} | "
             f"{r['ink_fraction']:.3f} | {r['bright_fraction']:.3f} | {r['mean_height']:.1f} | {r['mean_width']:.1f} |"
         )
-    lines += ["", "Pixel statistics over the training split; intensity as a fraction of 255, ink = pixel > 0, "
-              "bright = pixel >= 128, height/width = rows/columns spanned by ink."]
+    lines += [
+        "",
+        "Pixel statistics over the training split; intensity as a fraction of 255, ink = pixel > 0, "
+        "bright = pixel >= 128, height/width = rows/columns spanned by ink.",
+    ]
     le = s.get("label_errors")
     if le:
-        lines += ["", "## Likely label errors", "", f"Scheme: {le['scheme']}.", "",
-                  f"- out-of-sample accuracy: {le['out_of_sample_accuracy']:.4f} over {le['scored_images']:,} images",
-                  f"- flagged by confident learning: {le['flagged_confident_learning']:,}",
-                  "- images whose given label gets p < 0.001 / 0.01 / 0.05 / 0.1: "
-                  + " / ".join(f"{v:,}" for v in le["p_label_below"].values()),
-                  "- top 100 by split: " + ", ".join(f"{k} {v}" for k, v in le["top100_by_split"].items()),
-                  "- top 100, given -> predicted: " + "; ".join(f"{k} ({v})" for k, v in le["top100_given_to_predicted"].items()),
-                  "", "See label_errors.csv (every image, most suspect first) and label_errors.png."]
+        lines += [
+            "",
+            "## Likely label errors",
+            "",
+            f"Scheme: {le['scheme']}.",
+            "",
+            f"- out-of-sample accuracy: {le['out_of_sample_accuracy']:.4f} over {le['scored_images']:,} images",
+            f"- flagged by confident learning: {le['flagged_confident_learning']:,}",
+            "- images whose given label gets p < 0.001 / 0.01 / 0.05 / 0.1: "
+            + " / ".join(f"{v:,}" for v in le["p_label_below"].values()),
+            "- top 100 by split: " + ", ".join(f"{k} {v}" for k, v in le["top100_by_split"].items()),
+            "- top 100, given -> predicted: "
+            + "; ".join(f"{k} ({v})" for k, v in le["top100_given_to_predicted"].items()),
+            "",
+            "See label_errors.csv (every image, most suspect first) and label_errors.png.",
+        ]
     return "\n".join(lines) + "\n"

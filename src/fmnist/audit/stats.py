@@ -10,7 +10,10 @@ BRIGHT = 128  # grey level counted as bright
 
 def class_balance(labels_by_split: dict[str, np.ndarray], n_classes: int) -> dict[str, list[int]]:
     """Images per class in each split."""
-    return {split: np.bincount(np.asarray(y), minlength=n_classes).tolist() for split, y in labels_by_split.items()}
+    return {
+        split: np.bincount(np.asarray(y), minlength=n_classes).tolist()
+        for split, y in labels_by_split.items()
+    }
 
 
 def pixel_stats(images: np.ndarray) -> dict[str, float]:
@@ -42,7 +45,10 @@ def pixel_stats(images: np.ndarray) -> dict[str, float]:
 def per_class_stats(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> list[dict]:
     """One row of :func:`pixel_stats` per class, plus the class index and name."""
     labels = np.asarray(labels)
-    return [{"label": c, "class": name, **pixel_stats(np.asarray(images)[labels == c])} for c, name in enumerate(classes)]
+    return [
+        {"label": c, "class": name, **pixel_stats(np.asarray(images)[labels == c])}
+        for c, name in enumerate(classes)
+    ]
 
 
 def class_means(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:

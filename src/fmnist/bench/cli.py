@@ -283,7 +283,9 @@ def _add_cnn(actions) -> None:
     p.add_argument("--reference-seeds", type=_csv(int), default=(0,))
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (dry runs)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images (dry runs)")
-    p.add_argument("--test-limit", type=int, default=None, help="score the first N test images only (dry runs)")
+    p.add_argument(
+        "--test-limit", type=int, default=None, help="score the first N test images only (dry runs)"
+    )
     p.add_argument("--width", type=int, default=None, help="override every model's width (dry runs)")
     p.add_argument("--ensemble", action="store_true", help="also flip-TTA and ensemble the seeds' models")
     p.add_argument("--device", default="auto")
@@ -322,7 +324,8 @@ def cmd_cnn(args) -> int:
         epochs=args.epochs,
         train_limit=args.train_limit,
         ensemble=args.ensemble,
-                           test_limit=args.test_limit, width=args.width,
+        test_limit=args.test_limit,
+        width=args.width,
         device=args.device,
         data_dir=args.data_dir,
         out=args.out,

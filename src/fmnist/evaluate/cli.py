@@ -36,8 +36,10 @@ def cmd_evaluate(args) -> int:
 
 
 def format_evaluation(f: dict) -> str:
-    lines = [f"test accuracy {f['accuracy']:.4f}  macro F1 {f['macro_f1']:.4f}  ECE {f['ece']:.4f}  "
-             f"(data fingerprint {f['data_fingerprint']})"]
+    lines = [
+        f"test accuracy {f['accuracy']:.4f}  macro F1 {f['macro_f1']:.4f}  ECE {f['ece']:.4f}  "
+        f"(data fingerprint {f['data_fingerprint']})"
+    ]
     width = max(len(c) for c in f["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall     F1")
     for name, pc in f["per_class"].items():

@@ -7,8 +7,10 @@ import numpy as np
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
     """(true, predicted) counts, shape (n_classes, n_classes)."""
-    return np.bincount(n_classes * np.asarray(labels, dtype=np.int64) + np.asarray(preds, dtype=np.int64),
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(
+        n_classes * np.asarray(labels, dtype=np.int64) + np.asarray(preds, dtype=np.int64),
+        minlength=n_classes * n_classes,
+    ).reshape(n_classes, n_classes)
 
 
 def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -23,7 +25,9 @@ def per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> tuple[float, list[dict]]:
     """ECE over equal-width confidence bins, and the bins (for a reliability table)."""
     conf = probs.max(1)
     correct = probs.argmax(1) == labels
@@ -35,7 +39,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
             continue
         acc, avg_conf, frac = correct[mask].mean(), conf[mask].mean(), mask.mean()
         ece += frac * abs(acc - avg_conf)
-        table.append({"lo": float(lo), "hi": float(hi), "count": int(mask.sum()), "accuracy": float(acc), "confidence": float(avg_conf)})
+        table.append(
+            {
+                "lo": float(lo),
+                "hi": float(hi),
+                "count": int(mask.sum()),
+                "accuracy": float(acc),
+                "confidence": float(avg_conf),
+            }
+        )
     return float(ece), table
 
 

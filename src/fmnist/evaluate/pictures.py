@@ -37,8 +37,15 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) ->
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

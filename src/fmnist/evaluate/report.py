@@ -31,8 +31,12 @@ def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -
         "accuracy": float((preds == labels).mean()),
         "n": int(len(labels)),
         "per_class": {
-            name: {"precision": float(pc["precision"][i]), "recall": float(pc["recall"][i]),
-                   "f1": float(pc["f1"][i]), "support": int(pc["support"][i])}
+            name: {
+                "precision": float(pc["precision"][i]),
+                "recall": float(pc["recall"][i]),
+                "f1": float(pc["f1"][i]),
+                "support": int(pc["support"][i]),
+            }
             for i, name in enumerate(classes)
         },
         "macro_f1": float(pc["f1"].mean()),
@@ -42,7 +46,9 @@ def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -
     }
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "cpu", batch_size: int = 1024) -> dict:
+def evaluate_run(
+    run_dir: str | Path, data_dir: str | None = None, device: str = "cpu", batch_size: int = 1024
+) -> dict:
     """Score ``run_dir/model.pt`` on its data set's test split; write the report files; return the figures."""
     from fmnist.data.loader import load_dataset
 
@@ -59,29 +65,43 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     probs = loaded.predict_proba(images, batch_size)
     seconds = time.perf_counter() - t0
     figures = evaluate_arrays(probs, labels, loaded.classes)
-    figures.update({
-        "run_dir": str(run_dir),
-        "model": record["arch"],
-        "arch_kwargs": record["arch_kwargs"],
-        "epoch": record["epoch"],
-        "val_acc": record["metrics"].get("val_acc"),
-        "dataset": ds.name,
-        "data_fingerprint": ds.fingerprint,
-        "trained_on_fingerprint": record.get("data_fingerprint"),
-        "inference_images_per_s": len(labels) / max(seconds, 1e-9),
-        "train_time_s": _train_time(run_dir),
-    })
+    figures.update(
+        {
+            "run_dir": str(run_dir),
+            "model": record["arch"],
+            "arch_kwargs": record["arch_kwargs"],
+            "epoch": record["epoch"],
+            "val_acc": record["metrics"].get("val_acc"),
+            "dataset": ds.name,
+            "data_fingerprint": ds.fingerprint,
+            "trained_on_fingerprint": record.get("data_fingerprint"),
+            "inference_images_per_s": len(labels) / max(seconds, 1e-9),
+            "train_time_s": _train_time(run_dir),
+        }
+    )
     if figures["trained_on_fingerprint"] not in (None, ds.fingerprint):
         figures["warning"] = "the model was trained on data with another fingerprint"
 
     wrong = confidently_wrong(probs, labels, 25)
-    captions = [f"#{i} true {loaded.classes[labels[i]]}\npred {loaded.classes[probs[i].argmax()]} {probs[i].max():.2f}" for i in wrong]
-    confusion_png(np.array(figures["confusion_matrix"]), loaded.classes, run_dir / "confusion.png",
-                  f"{record['arch']} on {ds.spec.title} test: accuracy {figures['accuracy']:.4f}")
+    captions = [
+        f"#{i} true {loaded.classes[labels[i]]}\npred {loaded.classes[probs[i].argmax()]} {probs[i].max():.2f}"
+        for i in wrong
+    ]
+    confusion_png(
+        np.array(figures["confusion_matrix"]),
+        loaded.classes,
+        run_dir / "confusion.png",
+        f"{record['arch']} on {ds.spec.title} test: accuracy {figures['accuracy']:.4f}",
+    )
     gallery_png(images[wrong], captions, run_dir / "errors.png", "Most confidently wrong test images")
     figures["most_confident_errors"] = [
-        {"index": int(i), "true": loaded.classes[labels[i]], "pred": loaded.classes[int(probs[i].argmax())],
-         "confidence": float(probs[i].max())} for i in wrong
+        {
+            "index": int(i),
+            "true": loaded.classes[labels[i]],
+            "pred": loaded.classes[int(probs[i].argmax())],
+            "confidence": float(probs[i].max()),
+        }
+        for i in wrong
     ]
     write_json(run_dir / EVALUATION_FILE, figures)
     write_text(run_dir / REPORT_FILE, render_report(figures, loaded.classes, record))
@@ -109,8 +129,11 @@ def render_report(f: dict, classes: list[str], record: dict) -> str:
         f"- **Test accuracy: {f['accuracy']:.4f}** on {f['n']:,} images (macro F1 {f['macro_f1']:.4f})",
         f"- Expected calibration error (15 bins): {f['ece']:.4f}",
         f"- Best epoch {f['epoch']} chosen by validation accuracy {f['val_acc']:.4f} (validation split carved from training data)"
-        if f.get("val_acc") is not None and f["val_acc"] == f["val_acc"] else f"- Epoch {f['epoch']}",
-        f"- Training time: {f['train_time_s']:.1f} s" if f.get("train_time_s") else "- Training time: unknown",
+        if f.get("val_acc") is not None and f["val_acc"] == f["val_acc"]
+        else f"- Epoch {f['epoch']}",
+        f"- Training time: {f['train_time_s']:.1f} s"
+        if f.get("train_time_s")
+        else "- Training time: unknown",
         f"- Data fingerprint: `{f['data_fingerprint']}` (trained on `{f['trained_on_fingerprint']}`)",
         f"- Inference: {f['inference_images_per_s']:,.0f} images/s",
         "",
@@ -121,16 +144,39 @@ def render_report(f: dict, classes: list[str], record: dict) -> str:
     ]
     for name in classes:
         pc = f["per_class"][name]
-        lines.append(f"| {name} | {pc['precision']:.4f} | {pc['recall']:.4f} | {pc['f1']:.4f} | {pc['support']} |")
-    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", "", "![confusion](confusion.png)", ""]
+        lines.append(
+            f"| {name} | {pc['precision']:.4f} | {pc['recall']:.4f} | {pc['f1']:.4f} | {pc['support']} |"
+        )
+    lines += [
+        "",
+        "## Confusion matrix (rows: true, columns: predicted)",
+        "",
+        "![confusion](confusion.png)",
+        "",
+    ]
     short = [c[:8] for c in classes]
     lines.append("| true \\ pred | " + " | ".join(short) + " |")
     lines.append("|---|" + "---:|" * len(classes))
     for name, row in zip(classes, f["confusion_matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "## Most confidently wrong test images", "", "![errors](errors.png)", "",
-              "| index | true | predicted | confidence |", "|---:|---|---|---:|"]
+    lines += [
+        "",
+        "## Most confidently wrong test images",
+        "",
+        "![errors](errors.png)",
+        "",
+        "| index | true | predicted | confidence |",
+        "|---:|---|---|---:|",
+    ]
     for e in f["most_confident_errors"][:10]:
         lines.append(f"| {e['index']} | {e['true']} | {e['pred']} | {e['confidence']:.3f} |")
-    lines += ["", "## Training config", "", "```json", json.dumps(record.get("config", {}), indent=2), "```", ""]
+    lines += [
+        "",
+        "## Training config",
+        "",
+        "```json",
+        json.dumps(record.get("config", {}), indent=2),
+        "```",
+        "",
+    ]
     return "\n".join(lines)

@@ -18,6 +18,9 @@ class ModelEntry:
 CATALOG: dict[str, ModelEntry] = {
     "tutorial": ModelEntry("the README table's '2 Conv+pooling' net (reported 91.6%)", ("dropout",)),
     "fastcnn": ModelEntry("the CPU default: 4 conv-BN layers, ~130k parameters", ("width",), {"width": 32}),
-    "resnet": ModelEntry("pre-activation residual net for GPUs, width and depth configurable",
-                         ("width", "depth", "dropout"), {"width": 64, "depth": 2}),
+    "resnet": ModelEntry(
+        "pre-activation residual net for GPUs, width and depth configurable",
+        ("width", "depth", "dropout"),
+        {"width": 64, "depth": 2},
+    ),
 }

@@ -80,7 +80,9 @@ def model_record(
     }
 
 
-def preprocess(images: np.ndarray | torch.Tensor, mean: float, std: float, device: torch.device | str = "cpu") -> torch.Tensor:
+def preprocess(
+    images: np.ndarray | torch.Tensor, mean: float, std: float, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """uint8 (n, 28, 28) or (n, 1, 28, 28), article light on black -> normalised float (n, 1, 28, 28)."""
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images, dtype=np.uint8))
     if x.dim() == 3:
@@ -121,7 +123,9 @@ class LoadedModel(RecordFields):
         self.model.eval()
         net = unwrap(self.model)
         out = [
-            net.features(preprocess(images[i : i + batch_size], self.mean, self.std, self.device)).float().cpu()
+            net.features(preprocess(images[i : i + batch_size], self.mean, self.std, self.device))
+            .float()
+            .cpu()
             for i in range(0, len(images), batch_size)
         ]
         return torch.cat(out).numpy()

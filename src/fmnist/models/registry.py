@@ -21,7 +21,9 @@ def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     unknown = set(kwargs) - set(entry.knobs)
     if unknown:
-        raise ConfigError(f"model {name!r} takes no {', '.join(sorted(unknown))} (it takes: {', '.join(entry.knobs) or 'nothing'})")
+        raise ConfigError(
+            f"model {name!r} takes no {', '.join(sorted(unknown))} (it takes: {', '.join(entry.knobs) or 'nothing'})"
+        )
     for key in ("width", "depth"):
         if key in kwargs and int(kwargs[key]) < 1:
             raise ConfigError(f"--{key} must be positive, got {kwargs[key]}")

@@ -22,7 +22,9 @@ def register(sub) -> None:
     p.add_argument("--scheduler", default="local", help="'local' for a LocalCluster, or tcp://HOST:PORT")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--ensemble", type=int, default=0, metavar="K", help="ensemble the K best runs by val accuracy")
+    p.add_argument(
+        "--ensemble", type=int, default=0, metavar="K", help="ensemble the K best runs by val accuracy"
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--dry-run", action="store_true", help="list the runs and stop")
     p.set_defaults(func=cmd_sweep)
@@ -41,7 +43,14 @@ def cmd_sweep(args) -> int:
         return 0
     from fmnist.sweep.runner import run_sweep, table
 
-    result = run_sweep(runs, args.out, scheduler=args.scheduler, workers=args.workers, threads=args.threads,
-                       ensemble=args.ensemble, data_dir=args.data_dir)
+    result = run_sweep(
+        runs,
+        args.out,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        threads=args.threads,
+        ensemble=args.ensemble,
+        data_dir=args.data_dir,
+    )
     print(table(result))
     return 0

@@ -1,11 +1,11 @@
 """A sweep plan from TOML: a base config and a grid, expanded into named runs.
 
-    [base]            # any `fmnist train` config keys, and optionally preset = "cpu-fast"
-    preset = "cpu-fast"
-    epochs = 3
-    [grid]            # every combination of these lists is one run
-    seed = [0, 1, 2]
-    lr = [0.05, 0.1]
+[base]            # any `fmnist train` config keys, and optionally preset = "cpu-fast"
+preset = "cpu-fast"
+epochs = 3
+[grid]            # every combination of these lists is one run
+seed = [0, 1, 2]
+lr = [0.05, 0.1]
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def load_plan(path: str | Path, **overrides: Any) -> list[PlannedRun]:
     runs = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         params = dict(zip(keys, combo, strict=True))
-        cfg = make_config(preset, **{**base, **params, **{k: v for k, v in overrides.items() if v is not None}})
+        cfg = make_config(
+            preset, **{**base, **params, **{k: v for k, v in overrides.items() if v is not None}}
+        )
         runs.append(PlannedRun(run_name(params), params, cfg))
     return runs

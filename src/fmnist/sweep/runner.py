@@ -44,11 +44,18 @@ def make_client(scheduler: str | None, workers: int, threads: int):
     from dask.distributed import Client, LocalCluster
 
     if scheduler in (None, "local"):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, env={"OMP_NUM_THREADS": str(threads)})
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": str(threads)},
+        )
         return Client(cluster), cluster
     if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        raise FmnistError(f"--scheduler must be 'local' or an address like tcp://HOST:8786, got {scheduler!r}")
+        raise FmnistError(
+            f"--scheduler must be 'local' or an address like tcp://HOST:8786, got {scheduler!r}"
+        )
     try:
         return Client(scheduler, timeout="10s"), None
     except (OSError, TimeoutError) as exc:
@@ -70,8 +77,14 @@ def run_sweep(
     client, cluster = make_client(scheduler, workers, threads)
     try:
         futures = {
-            client.submit(run_one, str(out / r.name), replace(r.config, threads=threads).to_dict(), data_dir,
-                          key=f"fmnist-run-{r.name}-{time.time_ns()}", pure=False): r
+            client.submit(
+                run_one,
+                str(out / r.name),
+                replace(r.config, threads=threads).to_dict(),
+                data_dir,
+                key=f"fmnist-run-{r.name}-{time.time_ns()}",
+                pure=False,
+            ): r
             for r in runs
         }
         rows = []
@@ -84,11 +97,22 @@ def run_sweep(
             except FmnistError as exc:
                 rows.append({"run": r.name, **r.params, "status": f"error: {exc}"})
                 continue
-            rows.append({"run": r.name, **r.params, "status": "reused" if figures["reused"] else "done",
-                         "val_acc": figures.get("val_acc"), "test_acc": figures["accuracy"],
-                         "train_time_s": figures.get("train_time_s"), "ece": figures["ece"]})
-            print(f"{r.name}: test {figures['accuracy']:.4f}" + (" (finished before)" if figures["reused"] else ""),
-                  flush=True)
+            rows.append(
+                {
+                    "run": r.name,
+                    **r.params,
+                    "status": "reused" if figures["reused"] else "done",
+                    "val_acc": figures.get("val_acc"),
+                    "test_acc": figures["accuracy"],
+                    "train_time_s": figures.get("train_time_s"),
+                    "ece": figures["ece"],
+                }
+            )
+            print(
+                f"{r.name}: test {figures['accuracy']:.4f}"
+                + (" (finished before)" if figures["reused"] else ""),
+                flush=True,
+            )
     finally:
         client.close()
         if cluster is not None:
@@ -116,22 +140,36 @@ def ensemble_best(out: Path, rows: list[dict], k: int, data_dir: str | None) -> 
     ds = load_dataset(models[0].record.get("dataset", "fashion"), data_dir)
     images, labels = np.asarray(ds.test.images), np.asarray(ds.test.labels)
     probs = np.mean([m.predict_proba(images) for m in models], axis=0)
-    return {"runs": [r["run"] for r in best], "test_acc": float((probs.argmax(1) == labels).mean()),
-            "chosen_by": "validation accuracy"}
+    return {
+        "runs": [r["run"] for r in best],
+        "test_acc": float((probs.argmax(1) == labels).mean()),
+        "chosen_by": "validation accuracy",
+    }
 
 
 def table(result: dict) -> str:
     rows = result["runs"]
-    params = [k for k in rows[0] if k not in {"run", "status", "val_acc", "test_acc", "train_time_s", "ece"}] if rows else []
+    params = (
+        [k for k in rows[0] if k not in {"run", "status", "val_acc", "test_acc", "train_time_s", "ece"}]
+        if rows
+        else []
+    )
     head = ["run", *params, "status", "val acc", "test acc", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["run"], *[str(r.get(p, "")) for p in params], r["status"],
-                 f"{r['val_acc']:.4f}" if r.get("val_acc") is not None else "—",
-                 f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else "—",
-                 f"{r['train_time_s']:.1f}" if r.get("train_time_s") else "—"]
+        cells = [
+            r["run"],
+            *[str(r.get(p, "")) for p in params],
+            r["status"],
+            f"{r['val_acc']:.4f}" if r.get("val_acc") is not None else "—",
+            f"{r['test_acc']:.4f}" if r.get("test_acc") is not None else "—",
+            f"{r['train_time_s']:.1f}" if r.get("train_time_s") else "—",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     if "ensemble" in result:
         e = result["ensemble"]
-        lines += ["", f"Ensemble of {len(e['runs'])} best runs by validation accuracy: test accuracy {e['test_acc']:.4f}"]
+        lines += [
+            "",
+            f"Ensemble of {len(e['runs'])} best runs by validation accuracy: test accuracy {e['test_acc']:.4f}",
+        ]
     return "\n".join(lines) + "\n"

@@ -32,7 +32,11 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def random_erase(
-    x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[float, float] = (0.02, 0.25), ratio: tuple[float, float] = (0.3, 3.3)
+    x: torch.Tensor,
+    p: float,
+    gen: torch.Generator,
+    area: tuple[float, float] = (0.02, 0.25),
+    ratio: tuple[float, float] = (0.3, 3.3),
 ) -> torch.Tensor:
     """Zero a random rectangle (area fraction and aspect ratio drawn per image) with probability p."""
     if p <= 0:
@@ -40,7 +44,9 @@ def random_erase(
     n, _, h, w = x.shape
     dev = x.device
     frac = torch.empty(n, device=dev).uniform_(*area, generator=gen)
-    log_r = torch.empty(n, device=dev).uniform_(torch.log(torch.tensor(ratio[0])).item(), torch.log(torch.tensor(ratio[1])).item(), generator=gen)
+    log_r = torch.empty(n, device=dev).uniform_(
+        torch.log(torch.tensor(ratio[0])).item(), torch.log(torch.tensor(ratio[1])).item(), generator=gen
+    )
     aspect = torch.exp(log_r)
     eh = torch.sqrt(frac * h * w * aspect).round().clamp(1, h)
     ew = torch.sqrt(frac * h * w / aspect).round().clamp(1, w)

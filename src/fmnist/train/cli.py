@@ -36,10 +36,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = str(f.type).split(" ")[0]
         help_text = f"{helps.get(f.name, '')} (default: {f.default!r})"
         if kind == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
-            parser.add_argument(flag, dest=f.name, type={"int": int, "float": float}.get(kind, str), default=None,
-                                metavar=f.name.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                type={"int": int, "float": float}.get(kind, str),
+                default=None,
+                metavar=f.name.upper(),
+                help=help_text,
+            )
 
 
 def register(sub) -> None:
@@ -53,12 +61,19 @@ def register(sub) -> None:
         example="fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first",
     )
     p.add_argument("--preset", default=None, help="named recipe: cpu-fast, tutorial, gpu-fast, gpu-best")
-    p.add_argument("--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys")
+    p.add_argument(
+        "--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys"
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/MODEL-TIMESTAMP)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--evaluate", action="store_true", help="evaluate on the test set when training ends")
-    p.add_argument("--stop-after", type=int, default=None, metavar="N",
-                   help="train at most N epochs in this invocation, then exit; --resume continues")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train at most N epochs in this invocation, then exit; --resume continues",
+    )
     add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -98,11 +113,15 @@ def cmd_train(args) -> int:
     result = train(cfg, run_dir, resume=args.resume, stop_after=args.stop_after)
     if not main_rank:
         return 0
-    print(f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "
-          f"training time {result.train_time_s:.1f}s; run folder {run_dir}")
+    print(
+        f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "
+        f"training time {result.train_time_s:.1f}s; run folder {run_dir}"
+    )
     if args.evaluate:
         from fmnist.evaluate.report import evaluate_run
 
         evaluation = evaluate_run(run_dir)
-        print(f"test accuracy {evaluation['accuracy']:.4f} (data fingerprint {evaluation['data_fingerprint']})")
+        print(
+            f"test accuracy {evaluation['accuracy']:.4f} (data fingerprint {evaluation['data_fingerprint']})"
+        )
     return 0

@@ -56,7 +56,9 @@ class TrainConfig:
     def model_kwargs(self) -> dict[str, Any]:
         """The architecture knobs this model takes, for ``build_model``."""
         knobs = MODELS[self.model].knobs
-        return {k: getattr(self, k) for k in ("width", "depth") if k in knobs and getattr(self, k) is not None}
+        return {
+            k: getattr(self, k) for k in ("width", "depth") if k in knobs and getattr(self, k) is not None
+        }
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError with one line for a nonsense value; return self."""
@@ -77,16 +79,25 @@ class TrainConfig:
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}",
+            ),
             (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
             (0 <= self.erase_p <= 1, f"--erase-p must be in [0, 1], got {self.erase_p}"),
             (0 <= self.crop_pad <= 8, f"--crop-pad must be in 0..8, got {self.crop_pad}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
             (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
-            (self.train_limit is None or self.train_limit >= 20, f"--train-limit must be at least 20, got {self.train_limit}"),
+            (
+                self.train_limit is None or self.train_limit >= 20,
+                f"--train-limit must be at least 20, got {self.train_limit}",
+            ),
             (self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}"),
-            (self.schedule in ("onecycle", "cosine", "constant"), f"--schedule must be onecycle, cosine or constant, got {self.schedule!r}"),
+            (
+                self.schedule in ("onecycle", "cosine", "constant"),
+                f"--schedule must be onecycle, cosine or constant, got {self.schedule!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -109,21 +120,45 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A one-minute budget on 2 cores: the tutorial net, 5 epochs of AdamW (chosen on validation accuracy:
     # 0.9298 against 0.9248 for fastcnn with 4 epochs in the same minute).
     "cpu-60s": {
-        "model": "tutorial", "epochs": 5, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3,
-        "weight_decay": 0.0, "label_smoothing": 0.0, "crop_pad": 0, "flip": False, "erase_p": 0.0,
-        "warmup_epochs": 0.0, "schedule": "cosine",
+        "model": "tutorial",
+        "epochs": 5,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "crop_pad": 0,
+        "flip": False,
+        "erase_p": 0.0,
+        "warmup_epochs": 0.0,
+        "schedule": "cosine",
     },
     # The README table's tutorial net, trained the plain way (no BN, no augmentation tricks).
     "tutorial": {
-        "model": "tutorial", "epochs": 15, "batch_size": 128, "optimizer": "adamw", "lr": 1e-3,
-        "weight_decay": 0.0, "label_smoothing": 0.0, "crop_pad": 0, "flip": False, "erase_p": 0.0,
-        "warmup_epochs": 0.0, "schedule": "cosine",
+        "model": "tutorial",
+        "epochs": 15,
+        "batch_size": 128,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "crop_pad": 0,
+        "flip": False,
+        "erase_p": 0.0,
+        "warmup_epochs": 0.0,
+        "schedule": "cosine",
     },
     # GPU recipes (measured on an H200 by benchmarks/gpu_bench.sh when one is lent).
     "gpu-fast": {"model": "resnet", "width": 32, "depth": 1, "epochs": 10, "batch_size": 512, "lr": 0.2},
     "gpu-best": {
-        "model": "resnet", "width": 96, "depth": 2, "epochs": 60, "batch_size": 256, "lr": 0.1,
-        "erase_p": 0.5, "ema_decay": 0.999,
+        "model": "resnet",
+        "width": 96,
+        "depth": 2,
+        "epochs": 60,
+        "batch_size": 256,
+        "lr": 0.1,
+        "erase_p": 0.5,
+        "ema_decay": 0.999,
     },
 }
 
@@ -147,7 +182,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def make_config(preset: str | None = None, toml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+def make_config(
+    preset: str | None = None, toml_path: str | Path | None = None, **overrides: Any
+) -> TrainConfig:
     """Merge defaults < preset < TOML < overrides (None values are ignored) and validate."""
     values: dict[str, Any] = {}
     if preset is not None:
@@ -168,9 +205,13 @@ def make_config(preset: str | None = None, toml_path: str | Path | None = None, 
         raise ConfigError(f"bad config: {exc}") from None
     for f in fields(TrainConfig):
         value = getattr(config, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type).split(" ")[0])
-        if value is not None and expected is not None and (
-            not isinstance(value, expected) or (expected is int and isinstance(value, bool))
+        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(
+            str(f.type).split(" ")[0]
+        )
+        if (
+            value is not None
+            and expected is not None
+            and (not isinstance(value, expected) or (expected is int and isinstance(value, bool)))
         ):
             raise ConfigError(f"config key {f.name!r} must be {str(f.type).split(' ')[0]}, got {value!r}")
     return config.validate()

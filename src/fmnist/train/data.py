@@ -53,7 +53,9 @@ class TrainingData:
         train_x, train_y = to_dev(train_idx)
         val_x, val_y = to_dev(val_idx)
         pixels = train_x.float().div_(255)
-        return cls(train_x, train_y, val_x, val_y, pixels.mean().item(), pixels.std().item(), tuple(classes), **meta)
+        return cls(
+            train_x, train_y, val_x, val_y, pixels.mean().item(), pixels.std().item(), tuple(classes), **meta
+        )
 
 
 def load_training_data(cfg, device: torch.device) -> TrainingData:
@@ -69,6 +71,13 @@ def load_training_data(cfg, device: torch.device) -> TrainingData:
     if val_size >= n:
         raise ConfigError(f"--val-size {cfg.val_size} leaves no training images out of {n}")
     return TrainingData.from_arrays(
-        images, labels, ds.classes, device, val_size, cfg.seed,
-        dataset=ds.name, fingerprint=ds.fingerprint, source=ds.files.describe(),
+        images,
+        labels,
+        ds.classes,
+        device,
+        val_size,
+        cfg.seed,
+        dataset=ds.name,
+        fingerprint=ds.fingerprint,
+        source=ds.files.describe(),
     )

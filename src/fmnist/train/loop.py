@@ -135,7 +135,9 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
-    loss_sum, correct, seen_t = sum_across(world, loss_sum, correct.double(), torch.tensor(float(seen), device=device))
+    loss_sum, correct, seen_t = sum_across(
+        world, loss_sum, correct.double(), torch.tensor(float(seen), device=device)
+    )
     seen = int(seen_t.item())
     return {
         "train_loss": loss_sum.item() / max(seen, 1),
@@ -149,7 +151,12 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, x_uint8: torch.Tensor, mean: float, std: float, batch_size: int = 1024, bf16: bool = False,
+    model: nn.Module,
+    x_uint8: torch.Tensor,
+    mean: float,
+    std: float,
+    batch_size: int = 1024,
+    bf16: bool = False,
     channels_last: bool = True,
 ) -> torch.Tensor:
     """Logits (n, classes) as float32 for uint8 images (n, 1, 28, 28), in eval mode.

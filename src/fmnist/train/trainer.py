@@ -61,7 +61,9 @@ def check_run_dir(run_dir: Path, cfg: TrainConfig, resume: bool) -> TrainConfig:
     saved_path = run_dir / CONFIG_FILE
     if not resume:
         if saved_path.exists() or (run_dir / TRAIN_STATE_FILE).exists():
-            raise ConfigError(f"{run_dir} holds another run; pass --resume to continue it or choose a new --out")
+            raise ConfigError(
+                f"{run_dir} holds another run; pass --resume to continue it or choose a new --out"
+            )
         return cfg
     if not saved_path.exists():
         raise ConfigError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
@@ -116,14 +118,20 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    eval_model = build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device) if ema else model
+    eval_model = (
+        build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device)
+        if ema
+        else model
+    )
     if ema and cfg.channels_last:
         eval_model = eval_model.to(memory_format=torch.channels_last)
     run_model = model
     if world.active:
         from torch.nn.parallel import DistributedDataParallel
 
-        run_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     run_model = torch.compile(run_model) if cfg.compile else run_model
 
     n = len(data.train_y)
@@ -152,16 +160,26 @@ def fit(
             history = [r for r in read_jsonl(run_dir / METRICS_FILE) if r.get("epoch", 0) <= start_epoch]
             if writes:
                 write_text(run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in history))
-            say(f"resuming {run_dir} after epoch {start_epoch}/{cfg.epochs} "
-                f"(saved by {state.get('world_size', 1)} process(es), now {world.size})")
+            say(
+                f"resuming {run_dir} after epoch {start_epoch}/{cfg.epochs} "
+                f"(saved by {state.get('world_size', 1)} process(es), now {world.size})"
+            )
         elif writes:
             write_json(run_dir / CONFIG_FILE, cfg.to_dict())
             if resume:  # killed before the first checkpoint: start again, without a row it may have left
                 write_text(run_dir / METRICS_FILE, "")
 
-    say(f"model {cfg.model}: {param_count(model):,} parameters; device {device}, {torch.get_num_threads()} threads")
-    say(f"data {data.dataset} (fingerprint {data.fingerprint}): {n:,} train / {len(data.val_y):,} val images"
-        + (f"; {world.size} processes, {cfg.batch_size // world.size} images each per step" if world.active else ""))
+    say(
+        f"model {cfg.model}: {param_count(model):,} parameters; device {device}, {torch.get_num_threads()} threads"
+    )
+    say(
+        f"data {data.dataset} (fingerprint {data.fingerprint}): {n:,} train / {len(data.val_y):,} val images"
+        + (
+            f"; {world.size} processes, {cfg.batch_size // world.size} images each per step"
+            if world.active
+            else ""
+        )
+    )
     show_bar = (sys.stderr.isatty() if progress_bar is None else progress_bar) and world.is_main
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
@@ -169,15 +187,18 @@ def fit(
         if show_bar:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False)
+            bar = tqdm(
+                total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False
+            )
 
         def progress(done: int, loss: float, acc: float, ips: float, bar=bar) -> None:
             if bar is not None:
                 bar.n = done
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", img_s=f"{ips:,.0f}")
 
-        row = train_one_epoch(run_model, optimizer, data, cfg, epoch, step, total_steps, warmup_steps, ema, progress,
-                              world)
+        row = train_one_epoch(
+            run_model, optimizer, data, cfg, epoch, step, total_steps, warmup_steps, ema, progress, world
+        )
         if bar is not None:
             bar.close()
         step = row.pop("step")
@@ -186,11 +207,19 @@ def fit(
             eval_model.load_state_dict(ema.state)
         t_eval = time.perf_counter()
         val_acc, val_loss = accuracy_and_loss(
-            predict_logits(eval_model, data.val_x, data.mean, data.std, cfg.eval_batch_size, False, cfg.channels_last),
+            predict_logits(
+                eval_model, data.val_x, data.mean, data.std, cfg.eval_batch_size, False, cfg.channels_last
+            ),
             data.val_y,
         )
-        row = {"epoch": epoch, **row, "val_acc": val_acc, "val_loss": val_loss,
-               "eval_time_s": time.perf_counter() - t_eval, "cum_train_time_s": train_time}
+        row = {
+            "epoch": epoch,
+            **row,
+            "val_acc": val_acc,
+            "val_loss": val_loss,
+            "eval_time_s": time.perf_counter() - t_eval,
+            "cum_train_time_s": train_time,
+        }
         improved = len(data.val_y) == 0 or val_acc > best_val
         if improved:
             best_val, best_epoch, stale = (val_acc if len(data.val_y) else float("nan")), epoch, 0
@@ -204,8 +233,15 @@ def fit(
         )
         if writes:
             meta = dict(
-                arch=cfg.model, arch_kwargs=cfg.model_kwargs(), classes=data.classes, mean=data.mean, std=data.std,
-                dataset=data.dataset, fingerprint=data.fingerprint, epoch=epoch, config=cfg.to_dict(),
+                arch=cfg.model,
+                arch_kwargs=cfg.model_kwargs(),
+                classes=data.classes,
+                mean=data.mean,
+                std=data.std,
+                dataset=data.dataset,
+                fingerprint=data.fingerprint,
+                epoch=epoch,
+                config=cfg.to_dict(),
                 metrics={"val_acc": val_acc, "val_loss": val_loss, "cum_train_time_s": train_time},
             )
             # The row goes before the checkpoint: a kill between the two re-runs this epoch and resume drops
@@ -215,11 +251,20 @@ def fit(
                 save(model_record(eval_model, **meta), run_dir / MODEL_FILE)
             save(
                 {
-                    "format": STATE_FORMAT, "config": cfg.to_dict(), "epoch": epoch, "step": step,
-                    "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "ema": ema.state if ema else None, "ema_updates": ema.updates if ema else 0,
-                    "best_val_acc": best_val, "best_epoch": best_epoch, "stale": stale,
-                    "train_time_s": train_time, "rng": _rng_state(), "world_size": world.size,
+                    "format": STATE_FORMAT,
+                    "config": cfg.to_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "model": unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "ema": ema.state if ema else None,
+                    "ema_updates": ema.updates if ema else 0,
+                    "best_val_acc": best_val,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "train_time_s": train_time,
+                    "rng": _rng_state(),
+                    "world_size": world.size,
                 },
                 run_dir / TRAIN_STATE_FILE,
             )

@@ -31,11 +31,15 @@ def register(sub) -> None:
     embed.add_argument("--method", default="pca", help="pca, tsne or umap")
     embed.add_argument("--features", default="pixels", help="pixels, or cnn (needs --run)")
     embed.add_argument("--run", type=Path, default=None, help="run folder (or model.pt) for --features cnn")
-    embed.add_argument("--n", type=int, default=None, help="images on the map (default: per method, see above)")
+    embed.add_argument(
+        "--n", type=int, default=None, help="images on the map (default: per method, see above)"
+    )
     embed.add_argument("--split", choices=("train", "t10k"), default="train")
     embed.add_argument("--seed", type=int, default=0, help="seeds the subsample and the embedding")
     embed.add_argument("--thumbnails", action="store_true", help="draw sample images at points far apart")
-    embed.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores; 1 is faster on a busy machine)")
+    embed.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (0: all cores; 1 is faster on a busy machine)"
+    )
     embed.add_argument("--out", type=Path, default=Path("maps"), help="output folder")
     embed.set_defaults(func=cmd_embed)
 
@@ -63,9 +67,21 @@ def cmd_embed(args) -> int:
         raise ConfigError("--run is used only with --features cnn")
     names = ["fashion", "mnist"] if args.dataset == "both" else [args.dataset]
     if len(names) > 1 and args.data_dir is not None:
-        raise ConfigError("--data-dir names one data set's folder; with --dataset both each is found in the cache")
+        raise ConfigError(
+            "--data-dir names one data set's folder; with --dataset both each is found in the cache"
+        )
     datasets = [load_named(name, args.data_dir) for name in names]
-    for path in write_maps(datasets, args.split, args.method, args.features, args.n, args.seed, run, args.out,
-                           args.thumbnails, args.threads):
+    for path in write_maps(
+        datasets,
+        args.split,
+        args.method,
+        args.features,
+        args.n,
+        args.seed,
+        run,
+        args.out,
+        args.thumbnails,
+        args.threads,
+    ):
         print(path)
     return 0

@@ -69,7 +69,10 @@ def load_named(name: str, data_dir: str | None):
         return load_dataset(name, download=False)
     except DataError:
         pass  # not here yet: download it, saying so on stdout so stderr holds only a final error
-    print(f"{spec.title} not found locally: downloading it (as `fmnist data fetch --dataset {name}` would)", flush=True)
+    print(
+        f"{spec.title} not found locally: downloading it (as `fmnist data fetch --dataset {name}` would)",
+        flush=True,
+    )
     try:
         return load_dataset(name, quiet=True)
     except DataError as exc:
@@ -139,11 +142,15 @@ def _embed(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         from sklearn.manifold import TSNE
 
         perplexity = min(30.0, (n - 1) / 3)  # t-SNE needs perplexity < n
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed).fit_transform(x)
+        return TSNE(
+            n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
+        ).fit_transform(x)
     import umap  # umap-learn: the viz extra
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": seeded maps are single-threaded
+        warnings.simplefilter(
+            "ignore"
+        )  # "n_jobs overridden by random_state": seeded maps are single-threaded
         reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), min_dist=0.1, random_state=seed)
         return reducer.fit_transform(x)
 
@@ -171,8 +178,15 @@ def spread_points(xy: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return np.array(chosen)
 
 
-def draw_map(ax, xy: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], title: str,
-             thumbnails: np.ndarray | None = None, seed: int = 0) -> None:
+def draw_map(
+    ax,
+    xy: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    title: str,
+    thumbnails: np.ndarray | None = None,
+    seed: int = 0,
+) -> None:
     """Scatter coloured by class with a legend; optional image thumbnails at points far apart."""
     import matplotlib.pyplot as plt
 
@@ -181,22 +195,45 @@ def draw_map(ax, xy: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], t
     for c, name in enumerate(classes):
         m = labels == c
         if m.any():
-            ax.scatter(xy[m, 0], xy[m, 1], s=size, color=cmap(c % cmap.N), label=name, alpha=0.7, linewidths=0)
+            ax.scatter(
+                xy[m, 0], xy[m, 1], s=size, color=cmap(c % cmap.N), label=name, alpha=0.7, linewidths=0
+            )
     if thumbnails is not None:
         from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
         for i in spread_points(xy, THUMBNAILS, seed):
             box = OffsetImage(thumbnails[i], cmap="gray_r", zoom=0.8)
-            ax.add_artist(AnnotationBbox(box, tuple(xy[i]), frameon=True, pad=0.1,
-                                         bboxprops={"edgecolor": cmap(int(labels[i]) % cmap.N), "linewidth": 1.5}))
+            ax.add_artist(
+                AnnotationBbox(
+                    box,
+                    tuple(xy[i]),
+                    frameon=True,
+                    pad=0.1,
+                    bboxprops={"edgecolor": cmap(int(labels[i]) % cmap.N), "linewidth": 1.5},
+                )
+            )
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=max(1.0, 6 / size), frameon=False)
+    ax.legend(
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        markerscale=max(1.0, 6 / size),
+        frameon=False,
+    )
 
 
-def make_map(ds, split: str, method: str, features: str, n: int | None, seed: int,
-             run: str | Path | None, threads: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, MapInfo]:
+def make_map(
+    ds,
+    split: str,
+    method: str,
+    features: str,
+    n: int | None,
+    seed: int,
+    run: str | Path | None,
+    threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, MapInfo]:
     """(index, labels, xy, info) for one data set and split."""
     part = ds.split(split)
     n = DEFAULT_N[method] if n is None else n
@@ -207,13 +244,33 @@ def make_map(ds, split: str, method: str, features: str, n: int | None, seed: in
     images, labels = np.asarray(part.images[index]), np.asarray(part.labels[index])
     x = features_of(images, features, run, threads)
     xy = embed_2d(x, method, seed, threads)
-    info = MapInfo(ds.name, split, features, method, len(index), len(part), seed, None if run is None else str(run),
-                   pca_dims(method, len(x), x.shape[1]), round(time.perf_counter() - t0, 1))
+    info = MapInfo(
+        ds.name,
+        split,
+        features,
+        method,
+        len(index),
+        len(part),
+        seed,
+        None if run is None else str(run),
+        pca_dims(method, len(x), x.shape[1]),
+        round(time.perf_counter() - t0, 1),
+    )
     return index, labels, xy, info
 
 
-def write_maps(datasets: list, split: str, method: str, features: str, n: int | None, seed: int,
-               run: str | Path | None, out: Path, thumbnails: bool = False, threads: int = 0) -> list[Path]:
+def write_maps(
+    datasets: list,
+    split: str,
+    method: str,
+    features: str,
+    n: int | None,
+    seed: int,
+    run: str | Path | None,
+    out: Path,
+    thumbnails: bool = False,
+    threads: int = 0,
+) -> list[Path]:
     """Compute one map per data set, write each CSV and JSON, and one PNG (side by side when several)."""
     import matplotlib
 
@@ -230,12 +287,16 @@ def write_maps(datasets: list, split: str, method: str, features: str, n: int | 
         index, labels, xy, info = make_map(ds, split, method, features, n, seed, run, threads)
         base = out / f"{ds.name}-{split}-{features}-{method}"
         write_text(base.with_suffix(".csv"), coordinates_csv(index, labels, ds.classes, xy))
-        write_json(base.with_suffix(".json"), {**asdict(info), "classes": list(ds.classes), "note": info.sample_note})
+        write_json(
+            base.with_suffix(".json"), {**asdict(info), "classes": list(ds.classes), "note": info.sample_note}
+        )
         written += [base.with_suffix(".csv"), base.with_suffix(".json")]
         thumbs = np.asarray(ds.split(split).images[index]) if thumbnails else None
         draw_map(ax, xy, labels, ds.classes, info.title(ds.spec.title), thumbs, seed)
-        print(f"{ds.spec.title} {METHOD_TITLES[method]} of {features}: {info.sample_note}, {info.seconds:.1f} s",
-              flush=True)
+        print(
+            f"{ds.spec.title} {METHOD_TITLES[method]} of {features}: {info.sample_note}, {info.seconds:.1f} s",
+            flush=True,
+        )
     fig.tight_layout()
     png = out / f"{stem}.png"
     save_figure(fig, png)

@@ -43,14 +43,14 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def fashion():
-    """The real Fashion-MNIST (never downloaded here); the tests skip without it."""
+    """The real Fashion-MNIST (never downloaded here); `make test` installs it, so its absence fails."""
     from fmnist.data.loader import load_dataset
     from fmnist.errors import DataError
 
     try:
         return load_dataset("fashion", download=False)
     except DataError as exc:
-        pytest.skip(f"Fashion-MNIST files not available: {exc}")
+        pytest.fail(f"Fashion-MNIST files not available (run `make test`, which installs them): {exc}")
 
 
 @pytest.fixture(scope="session")

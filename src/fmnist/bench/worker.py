@@ -1,6 +1,6 @@
 """One benchmark job in its own process: ``python -m fmnist.bench.worker JOB.json PROGRESS.jsonl PARENT_PID``.
 
-The supervisor (:func:`fmnist.bench.sklearn_runner.run_guarded`) starts this process, watches its
+The supervisor (:func:`fmnist.bench.guard.run_guarded`) starts this process, watches its
 time and memory, and kills it at either limit; this process never writes the results file. It
 reports through PROGRESS.jsonl, one line per event, so whatever it finished survives a kill:
 

@@ -38,7 +38,7 @@ import numpy as np
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="run folder or model.pt (default: random FastCNN width 32)")
+    p.add_argument("--model", default=None, help="run folder or model.pt (default: random FastCNN width 16)")
     p.add_argument(
         "--requests", type=int, default=200, help="POST /predict calls per backend and picture kind"
     )
@@ -75,7 +75,7 @@ def machine() -> str:
 
 
 def make_model(folder: Path) -> Path:
-    """A random-weight FastCNN (width 32) saved as a run, with the real data fingerprint if present."""
+    """A random-weight FastCNN (width 16) saved as a run, with the real data fingerprint if present."""
     import torch
 
     from fmnist.data.registry import get_spec
@@ -89,12 +89,12 @@ def make_model(folder: Path) -> Path:
     except Exception:  # noqa: BLE001 - the fingerprint is only a label here
         fingerprint = "unknown"
     torch.manual_seed(0)
-    model = build_model("fastcnn", width=32)
+    model = build_model("fastcnn", width=16)
     classes = get_spec("fashion").classes
     record = model_record(
         model,
         arch="fastcnn",
-        arch_kwargs={"width": 32},
+        arch_kwargs={"width": 16},
         classes=classes,
         mean=0.2860405969887955,
         std=0.35302424451492237,

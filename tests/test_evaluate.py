@@ -192,6 +192,25 @@ def test_plain_output_and_missing_run(evaluated, capsys, tmp_path):
     assert "no such model file" in capsys.readouterr().err
 
 
+@needs_data
+def test_flip_tta_scores_the_mirror_average_and_keeps_the_plain_stamp(evaluated, capsys):
+    """Runs last among the real-command tests: it rewrites the report files as a TTA evaluation."""
+    from fmnist.models.checkpoint import load_record
+
+    run, labels = evaluated["run"], evaluated["labels"]
+    assert main(["evaluate", str(run), "--tta", "--json", "--device", "cpu"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    images = np.asarray(load_dataset("fashion").test.images)
+    model = load_model(run)
+    mirrored = (model.logits(images) + model.logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+    assert figures["tta"] == "flip"
+    assert figures["accuracy"] == pytest.approx((mirrored.argmax(1).numpy() == labels).mean(), abs=1e-12)
+    metrics = load_record(run / "model.pt")["metrics"]
+    assert metrics["test_acc_flip_tta"] == figures["accuracy"]
+    assert metrics["test_acc"] == evaluated["json"]["accuracy"]  # what predict/serve deliver is untouched
+    assert "flip test-time augmentation" in (run / "report.md").read_text()
+
+
 # ---------------------------------------------------------------- metrics on hand-made arrays
 
 

@@ -280,6 +280,12 @@ def _add_cnn(actions) -> None:
         help="plain-PyTorch peers: tutorial,resnet (empty: none)",
     )
     p.add_argument("--reference-epochs", type=int, default=10)
+    p.add_argument(
+        "--reference-resnet",
+        default="64x2",
+        metavar="WIDTHxDEPTH",
+        help="size of the residual-net reference (64x2 on GPUs; 16x1 fits a CPU run)",
+    )
     p.add_argument("--reference-seeds", type=_csv(int), default=(0,))
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (dry runs)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images (dry runs)")
@@ -315,12 +321,21 @@ def cmd_cnn(args) -> int:
         raise ConfigError(f"unknown reference(s) {', '.join(bad_refs)}; known: tutorial, resnet")
     if not args.seeds or args.reference_epochs < 1 or (args.epochs is not None and args.epochs < 1):
         raise ConfigError("--seeds must name at least one seed and epochs must be positive")
+    try:
+        ref_width, ref_depth = (int(v) for v in args.reference_resnet.lower().split("x"))
+    except ValueError:
+        raise ConfigError(
+            f"--reference-resnet must be WIDTHxDEPTH, e.g. 16x1; got {args.reference_resnet!r}"
+        ) from None
+    if ref_width < 1 or ref_depth < 1:
+        raise ConfigError(f"--reference-resnet sizes must be positive; got {args.reference_resnet!r}")
     bench = CnnBenchConfig(
         recipes=args.recipes,
         seeds=args.seeds,
         references=args.references,
         reference_epochs=args.reference_epochs,
         reference_seeds=args.reference_seeds,
+        reference_resnet=(ref_width, ref_depth),
         epochs=args.epochs,
         train_limit=args.train_limit,
         ensemble=args.ensemble,

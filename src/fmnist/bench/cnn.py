@@ -32,6 +32,7 @@ class CnnBenchConfig:
     references: tuple[str, ...] = ("tutorial",)  # plain-PyTorch peers: tutorial and/or resnet
     reference_epochs: int = 10  # epochs for each reference run
     reference_seeds: tuple[int, ...] = (0,)
+    reference_resnet: tuple[int, int] = (64, 2)  # width, blocks per stage of the residual-net reference
     epochs: int | None = None  # override every recipe's epochs (dry runs)
     train_limit: int | None = None  # train on the first N images (dry runs)
     test_limit: int | None = None  # score the first N test images only (dry runs)
@@ -50,10 +51,15 @@ def machine() -> dict:
         "cores": torch.get_num_threads(),
     }
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+        info["cpu"] = fields.get("model name", info["cpu"])
+        info["cpu_family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+        flags = set(fields.get("flags", "").split())
+        # What decides CPU speed here: AVX2 only (fp32) or native bf16 (autocast on).
+        info["cpu_features"] = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     except OSError:
         pass
     if torch.cuda.is_available():
@@ -184,7 +190,8 @@ def run_reference(
             )
         )
 
-    kwargs = {"width": bench.width or 64, "depth": 2} if arch == "resnet" else {}
+    width, depth = bench.reference_resnet
+    kwargs = {"width": bench.width or width, "depth": depth} if arch == "resnet" else {}
     out = train_reference(
         arch,
         images[train_idx],
@@ -273,7 +280,9 @@ def markdown(table: list[dict], speedups: list[dict], extra: list[dict], info: d
         "peak MB",
     ]
     lines = [
-        f"Machine: {info.get('cpu')}, {info.get('cores')} threads, GPU: {info.get('gpu', 'none')}, "
+        f"Machine: {info.get('cpu')} (family/model {info.get('cpu_family_model', '?')}, "
+        f"{' '.join(info.get('cpu_features', [])) or 'no AVX2'}), {info.get('cores')} threads, "
+        f"GPU: {info.get('gpu', 'none')}, "
         f"torch {info['torch']}, Python {info['python']}.",
         "",
         "| " + " | ".join(head) + " |",

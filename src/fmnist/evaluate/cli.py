@@ -20,6 +20,11 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="also score each image's mirror and average (flip test-time augmentation)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -27,7 +32,7 @@ def cmd_evaluate(args) -> int:
     from fmnist.evaluate.report import evaluate_run
     from fmnist.train.device import resolve_device
 
-    f = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device))
+    f = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device), flip_tta=args.tta)
     if args.json:
         print(json.dumps({k: v for k, v in f.items() if k != "calibration_bins"}, indent=2))
         return 0
@@ -37,7 +42,8 @@ def cmd_evaluate(args) -> int:
 
 def format_evaluation(f: dict) -> str:
     lines = [
-        f"test accuracy {f['accuracy']:.4f}  macro F1 {f['macro_f1']:.4f}  ECE {f['ece']:.4f}  "
+        f"test accuracy {f['accuracy']:.4f}{' (flip TTA)' if f.get('tta') else ''}  macro F1 {f['macro_f1']:.4f}  "
+        f"ECE {f['ece']:.4f}  "
         f"(data fingerprint {f['data_fingerprint']})"
     ]
     width = max(len(c) for c in f["per_class"])

@@ -47,9 +47,17 @@ def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -
 
 
 def evaluate_run(
-    run_dir: str | Path, data_dir: str | None = None, device: str = "cpu", batch_size: int = 1024
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    batch_size: int = 1024,
+    flip_tta: bool = False,
 ) -> dict:
-    """Score ``run_dir/model.pt`` on its data set's test split; write the report files; return the figures."""
+    """Score ``run_dir/model.pt`` on its data set's test split; write the report files; return the figures.
+
+    With ``flip_tta`` each image is scored with its mirror too; the report says so, and model.pt gets
+    ``test_acc_flip_tta`` while its plain ``test_acc`` (what predict and serve deliver) is left alone.
+    """
     from fmnist.data.loader import load_dataset
 
     run_dir = Path(run_dir)
@@ -62,7 +70,7 @@ def evaluate_run(
         raise FmnistError(f"{run_dir}: model classes do not match data set {ds.name!r}")
     images, labels = np.asarray(ds.test.images), np.asarray(ds.test.labels).astype(np.int64)
     t0 = time.perf_counter()
-    probs = loaded.predict_proba(images, batch_size)
+    probs = loaded.predict_proba(images, batch_size, flip_tta)
     seconds = time.perf_counter() - t0
     figures = evaluate_arrays(probs, labels, loaded.classes)
     figures.update(
@@ -77,6 +85,7 @@ def evaluate_run(
             "trained_on_fingerprint": record.get("data_fingerprint"),
             "inference_images_per_s": len(labels) / max(seconds, 1e-9),
             "train_time_s": _train_time(run_dir),
+            "tta": "flip" if flip_tta else None,
         }
     )
     if figures["trained_on_fingerprint"] not in (None, ds.fingerprint):
@@ -117,7 +126,11 @@ def _train_time(run_dir: Path) -> float | None:
 def _stamp_test_accuracy(path: Path, figures: dict) -> None:
     """Record the test accuracy in model.pt so predict/serve can report it (atomic rewrite)."""
     record = load_record(path)
-    record["metrics"] = {**record.get("metrics", {}), "test_acc": figures["accuracy"], "ece": figures["ece"]}
+    if figures.get("tta"):
+        stamp = {f"test_acc_{figures['tta']}_tta": figures["accuracy"]}
+    else:
+        stamp = {"test_acc": figures["accuracy"], "ece": figures["ece"]}
+    record["metrics"] = {**record.get("metrics", {}), **stamp}
     save(record, path)
 
 
@@ -126,7 +139,8 @@ def render_report(f: dict, classes: list[str], record: dict) -> str:
     lines = [
         f"# Evaluation: {f['model']} on {f['dataset']} test set",
         "",
-        f"- **Test accuracy: {f['accuracy']:.4f}** on {f['n']:,} images (macro F1 {f['macro_f1']:.4f})",
+        f"- **Test accuracy: {f['accuracy']:.4f}** on {f['n']:,} images (macro F1 {f['macro_f1']:.4f})"
+        + (" with flip test-time augmentation (each image and its mirror)" if f.get("tta") else ""),
         f"- Expected calibration error (15 bins): {f['ece']:.4f}",
         f"- Best epoch {f['epoch']} chosen by validation accuracy {f['val_acc']:.4f} (validation split carved from training data)"
         if f.get("val_acc") is not None and f["val_acc"] == f["val_acc"]

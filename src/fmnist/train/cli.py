@@ -60,7 +60,9 @@ def register(sub) -> None:
         "checkpoint.pt (for --resume) and model.pt (best epoch).",
         example="fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first",
     )
-    p.add_argument("--preset", default=None, help="named recipe: cpu-fast, tutorial, gpu-fast, gpu-best")
+    from fmnist.train.config import PRESETS
+
+    p.add_argument("--preset", default=None, help=f"named recipe: {', '.join(PRESETS)}")
     p.add_argument(
         "--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys"
     )

@@ -116,6 +116,13 @@ def fit(
     model = build_model(cfg.model, num_classes=len(data.classes), **cfg.model_kwargs()).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.whiten:
+        from fmnist.train.whiten import whiten_first_layer
+
+        if not whiten_first_layer(model, data.train_x, data.mean, data.std):
+            raise ConfigError(
+                f"--whiten needs a first layer that is a square conv on the image; {cfg.model} has none"
+            )
     optimizer = make_optimizer(model, cfg)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     eval_model = (

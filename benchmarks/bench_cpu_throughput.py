@@ -21,21 +21,22 @@ from torch import nn
 from fmnist.bench.cnn import machine
 from fmnist.fsio import write_json
 from fmnist.models import build_model
-from fmnist.models.nets import FastCNN
+from fmnist.models.nets import FastCNN, conv_bn
 from fmnist.train.loop import autocast_for, cpu_has_bf16
 
 
 def bn_before_pool(width: int) -> nn.Module:
     """fastcnn as first written (conv-BN-ReLU then pool): the layer order the current one replaced."""
     model = FastCNN(width=width)
-    layers: list[nn.Module] = []
-    for module in model.body:
-        if isinstance(module, nn.MaxPool2d):
-            continue
-        layers.append(module)
-        if isinstance(module, nn.ReLU) and len([m for m in layers if isinstance(m, nn.ReLU)]) in (1, 3):
-            layers.append(nn.MaxPool2d(2))
-    model.body = nn.Sequential(*layers)
+    w1, w2, w3 = width, 2 * width, 4 * width
+    model.body = nn.Sequential(
+        *conv_bn(1, w1),
+        nn.MaxPool2d(2),
+        *conv_bn(w1, w2),
+        *conv_bn(w2, w2),
+        nn.MaxPool2d(2),
+        *conv_bn(w2, w3),
+    )
     return model
 
 

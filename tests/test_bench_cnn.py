@@ -2,7 +2,8 @@
 
 - ``time_to`` finds the first epoch end at or above each threshold, None when never reached;
 - ``summarise`` gives mean ± std over seeds and the median time to each threshold (None unless
-  every seed got there); ``ratios`` compares at the highest threshold both sides reached;
+  every seed got there); ``ratios`` compares at the highest threshold both sides reached and, given
+  the curves, at the reference's final accuracy;
 - a tiny real run through the CLI (recipe + both plain-PyTorch references + flip TTA and the
   seed ensemble) writes cnn.json / cnn.md that hold every promised figure;
 - bad arguments are one-line errors with exit status 2.
@@ -31,6 +32,7 @@ def row(recipe: str, seed: int, acc: float, curve: list[tuple[float, float]], **
         "final_test_acc": acc,
         "train_time_s": curve[-1][0],
         "time_to": time_to(curve),
+        "curve": curve,
         "train_images_per_s": 100.0,
         "peak_memory_mb": 10.0,
         **extra,
@@ -58,6 +60,12 @@ def test_summarise_and_ratios():
     assert ours["t0.93"] is None  # one seed never got there
     (speedup,) = ratios(table)
     assert speedup["accuracy"] == "0.91" and speedup["speedup"] == pytest.approx(100.0 / 8.0)
+    at_threshold, at_final = ratios(table, rows)
+    assert at_threshold == speedup
+    # The reference ended at 0.915 (at 100 s); our seeds first reached it at 10 s and 6 s: median 8 s.
+    assert at_final["accuracy"].startswith("0.9150") and at_final["speedup"] == pytest.approx(100.0 / 8.0)
+    rows[2]["curve"], rows[2]["final_test_acc"] = [(50.0, 0.90), (100.0, 0.935)], 0.935
+    assert ratios(table, rows) == [speedup]  # seed 0 never reached 0.935: no same-accuracy row
     text = markdown(table, [speedup], [], {"cpu": "test cpu", "cores": 2, "torch": "x", "python": "y"})
     assert "| ours |" in text and "12.5x" in text and "test cpu" in text
 

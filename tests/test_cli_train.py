@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from fmnist.cli import main
-from fmnist.train.config import PRESETS, TrainConfig
+from fmnist.train.config import AVX2_TWIN, PRESETS, TrainConfig
+from fmnist.train.device import default_preset, preset_size_note
 
 REAL = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(
@@ -253,7 +254,37 @@ def test_fmnist_run_end_to_end(tmp_path, data_cache):
         "errors.png",
     ):
         assert (run / name).is_file(), name
-    assert json.loads((run / "config.json").read_text())["preset"] in PRESETS
+    assert json.loads((run / "config.json").read_text())["preset"] == default_preset(torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- which recipe fits the machine
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [(True, "cpu-fast"), (False, "cpu-fast-avx2")])
+def test_default_preset_follows_the_cpu(native_bf16, expected, monkeypatch):
+    import fmnist.train.loop as loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: native_bf16)
+    assert default_preset(torch.device("cpu")) == expected
+    assert default_preset(torch.device("cuda")) == "gpu-fast"
+
+
+def test_bf16_sized_preset_on_an_fp32_cpu_gets_a_one_line_hint(monkeypatch):
+    import fmnist.train.loop as loop
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    note = preset_size_note("cpu-fast", cpu, bf16=True)
+    assert note is not None and "\n" not in note and "--preset cpu-fast-avx2" in note
+    assert "--preset cpu-60s-avx2" in preset_size_note("cpu-60s", cpu, bf16=True)
+    assert preset_size_note("cpu-fast-avx2", cpu, bf16=True) is None  # already the fp32 size
+    assert preset_size_note("cpu-fast", torch.device("cuda"), bf16=True) is None
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert preset_size_note("cpu-fast", cpu, bf16=True) is None  # the machine it was sized for
+    assert "--no-bf16" in preset_size_note("cpu-fast", cpu, bf16=False)  # fp32 asked for by hand
+    for preset, twin in AVX2_TWIN.items():  # twins are the same recipe family, sized for fp32
+        a, b = PRESETS[preset], PRESETS[twin]
+        assert (a["model"], a["whiten"], a["batch_size"]) == (b["model"], b["whiten"], b["batch_size"])
 
 
 # ---------------------------------------------------------------- help

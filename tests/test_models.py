@@ -131,12 +131,15 @@ def test_fastcnn_normalises_after_pooling():
     assert sizes == [(14, 14), (14, 14), (7, 7), (7, 7)]
 
 
-def test_cpu_presets_use_the_fast_width():
-    """Both CPU recipes train fastcnn width 16, the width whose speed the presets were tuned for."""
-    for name in ("cpu-fast", "cpu-60s"):
+def test_cpu_presets_use_the_width_they_were_sized_for():
+    """fastcnn width 16 for the fp32 (AVX2) recipes; the bf16 cpu-fast spends its doubled speed on width 24."""
+    sizes = {}
+    for name in ("cpu-fast", "cpu-60s", "cpu-fast-avx2", "cpu-60s-avx2"):
         cfg = make_config(name)
-        assert (cfg.model, cfg.width) == ("fastcnn", 16)
-        assert param_count(build_model(cfg.model, **cfg.model_kwargs())) == 33_978
+        assert cfg.model == "fastcnn" and cfg.whiten
+        sizes[name] = param_count(build_model(cfg.model, **cfg.model_kwargs()))
+    assert sizes["cpu-fast-avx2"] == sizes["cpu-60s-avx2"] == 33_978
+    assert sizes["cpu-fast"] == 75_154
 
 
 def test_resnet_width_and_depth_change_the_size():

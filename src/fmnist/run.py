@@ -12,13 +12,17 @@ def register(sub) -> None:
         sub,
         "run",
         help="the main job: verify the data, train the default CNN, evaluate it",
-        description="Verify and summarise the data, train the CPU default (the gpu-fast recipe when CUDA "
-        "is present), evaluate on the test set, print the run folder and the test accuracy.",
+        description="Verify and summarise the data, train the default recipe for this machine (gpu-fast "
+        "with CUDA, cpu-fast on CPUs with native bf16, cpu-fast-avx2 on AVX2-only CPUs), evaluate on the test set, print the run folder and the test accuracy.",
         example="fmnist run --out runs/main",
     )
     p.add_argument("--dataset", default="fashion")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--preset", default=None, help="recipe (default: cpu-fast, or gpu-fast with CUDA)")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="recipe (default: gpu-fast with CUDA, cpu-fast on CPUs with native bf16, else cpu-fast-avx2)",
+    )
     p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/main-TIMESTAMP)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument(
@@ -38,12 +42,12 @@ def cmd_run(args) -> int:
     from fmnist.evaluate.cli import format_evaluation
     from fmnist.evaluate.report import evaluate_run
     from fmnist.train.config import make_config
-    from fmnist.train.device import resolve_device
+    from fmnist.train.device import default_preset, preset_size_note, resolve_device
     from fmnist.train.trainer import train
 
     print(format_summary(summary(load_dataset(args.dataset, args.data_dir, quiet=False))))
     device = resolve_device(args.device)
-    preset = args.preset or ("gpu-fast" if device.type == "cuda" else "cpu-fast")
+    preset = args.preset or default_preset(device)
     cfg = make_config(
         preset,
         dataset=args.dataset,
@@ -54,6 +58,9 @@ def cmd_run(args) -> int:
     )
     run_dir = args.out or Path("runs") / f"main-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"\ntraining preset {preset} into {run_dir}\nconfig:\n{cfg.format()}")
+    note = preset_size_note(preset, device, cfg.bf16)
+    if note:
+        print(note)
     result = train(cfg, run_dir)
     figures = evaluate_run(run_dir, args.data_dir, device)
     print("\n" + format_evaluation(figures))

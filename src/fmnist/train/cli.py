@@ -109,7 +109,12 @@ def cmd_train(args) -> int:
 
     main_rank = from_env().is_main  # under torchrun only rank 0 talks
     if main_rank:
+        from fmnist.train.device import preset_size_note, resolve_device
+
         print("config:\n" + cfg.format())
+        note = preset_size_note(cfg.preset, resolve_device(cfg.device), cfg.bf16)
+        if note:
+            print(note)
     if args.stop_after is not None and args.stop_after < 1:
         raise ConfigError("--stop-after must be positive")
     result = train(cfg, run_dir, resume=args.resume, stop_after=args.stop_after)

@@ -1,4 +1,8 @@
-"""Pick the training device once: CUDA when present, else CPU; a bad request is a config error."""
+"""Pick the training device once: CUDA when present, else CPU; a bad request is a config error.
+
+Also which recipe fits the machine: the CPU presets come in two sizes, one for CPUs with native bf16
+(AVX512-BF16 / AMX, where bf16 autocast doubles the speed) and one for AVX2-only CPUs (fp32).
+"""
 
 from __future__ import annotations
 
@@ -36,3 +40,24 @@ def set_threads(threads: int) -> int:
         n = os.cpu_count() or 1
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+
+def default_preset(device: torch.device) -> str:
+    """The recipe ``fmnist run`` trains: gpu-fast on CUDA, else the CPU recipe sized for this CPU."""
+    from fmnist.train.loop import cpu_has_bf16
+
+    if device.type == "cuda":
+        return "gpu-fast"
+    return "cpu-fast" if cpu_has_bf16() else "cpu-fast-avx2"
+
+
+def preset_size_note(preset: str | None, device: torch.device, bf16: bool) -> str | None:
+    """A one-line hint when a CPU preset sized for native bf16 runs where it will be ~2x slower."""
+    from fmnist.train.config import AVX2_TWIN
+    from fmnist.train.loop import cpu_has_bf16
+
+    twin = AVX2_TWIN.get(preset or "")
+    if twin is None or device.type != "cpu" or (bf16 and cpu_has_bf16()):
+        return None
+    why = "this CPU has no native bf16" if bf16 else "--no-bf16 trains in fp32"
+    return f"note: preset {preset} is sized for CPUs with native bf16; {why}, so it runs about 2x slower (--preset {twin} is sized for fp32)"

@@ -69,10 +69,7 @@ def machine() -> dict:
 
 def time_to(curve: list[tuple[float, float]], thresholds=THRESHOLDS) -> dict[str, float | None]:
     """First cumulative training time at which test accuracy reached each threshold (None: never)."""
-    out = {}
-    for t in thresholds:
-        out[f"{t:.2f}"] = next((sec for sec, acc in curve if acc >= t), None)
-    return out
+    return {f"{t:.2f}": _first_at(curve, t) for t in thresholds}
 
 
 @torch.no_grad()
@@ -280,6 +277,7 @@ def ratios(table: list[dict], rows: list[dict] | None = None) -> list[dict]:
 
 
 def _first_at(curve: list, target: float) -> float | None:
+    """First cumulative training time on ``curve`` whose test accuracy is at least ``target``."""
     return next((sec for sec, acc in curve if acc >= target), None)
 
 

@@ -44,11 +44,12 @@ def set_threads(threads: int) -> int:
 
 def default_preset(device: torch.device) -> str:
     """The recipe ``fmnist run`` trains: gpu-fast on CUDA, else the CPU recipe sized for this CPU."""
+    from fmnist.train.config import AVX2_TWIN
     from fmnist.train.loop import cpu_has_bf16
 
     if device.type == "cuda":
         return "gpu-fast"
-    return "cpu-fast" if cpu_has_bf16() else "cpu-fast-avx2"
+    return "cpu-fast" if cpu_has_bf16() else AVX2_TWIN["cpu-fast"]
 
 
 def preset_size_note(preset: str | None, device: torch.device, bf16: bool) -> str | None:

@@ -144,7 +144,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, backend: str, port: int) -> subprocess.Popen:
+def start_server(
+    model: Path, backend: str, port: int, extra: list[str] | tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``fmnist serve`` on 127.0.0.1:``port`` (``extra``: more options), once it answers /health."""
     cmd = [
         sys.executable,
         "-m",
@@ -157,6 +160,7 @@ def start_server(model: Path, backend: str, port: int) -> subprocess.Popen:
         str(port),
         "--log-level",
         "warning",
+        *extra,
     ]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     import httpx

@@ -1,8 +1,8 @@
 """Headless Chromium for page tests: Debian's ``chromium`` and ``chromium-driver``, driven by selenium.
 
-Never downloads a browser or a driver: it uses the binaries on PATH (``make browser`` installs
-them). Where they are missing the test is skipped, except under CI (``$CI`` set), where it fails.
-Every wait is bounded.
+Never downloads a browser or a driver: it uses the binaries on PATH (``make browser``, part of
+``make test``, installs them). Where they are missing the test fails, saying how to install them: it
+never skips. Every wait is bounded.
 
     from browser import chromium, file_url, wait_until
 
@@ -45,7 +45,7 @@ def _unavailable(reason: str) -> None:
 
 
 def binaries() -> tuple[str, str]:
-    """Paths of chromium and chromedriver, or skip/fail the test."""
+    """Paths of chromium and chromedriver, or fail the test."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not browser or not driver:

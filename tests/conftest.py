@@ -1,22 +1,33 @@
 """Fixtures shared by the whole suite.
 
 - Every test runs with ``$FMNIST_CACHE`` in a fresh temporary folder and without ``$FMNIST_DATA_DIR``,
-  ``$FMNIST_MIRROR`` or ``$FMNIST_NO_SYSTEM_DATA``, so no test sees or changes the user's cache.
+  ``$FMNIST_MIRROR`` or ``$FMNIST_NO_SYSTEM_DATA``, so no test sees or changes the user's cache (but
+  ``fashion_dir``, which looks for the real files there exactly as ``fmnist data fetch`` does).
 - ``tiny_idx_dir``: a small fake data set in the real IDX format (.gz), 100 train and 50 test
   28x28 uint8 images, 10 classes, each class marked by a bright band so a model can learn it.
 - ``register_dataset`` / ``tiny_spec``: register such a folder as a data set, with checksums computed
   from its files, so ``locate`` / ``load_dataset`` / ``fmnist.cli.main`` accept it by name.
 - ``loopback``: a threaded HTTP server on 127.0.0.1 serving scripted replies (good, truncated,
   corrupted, 404, Range-resumable), recording each request.
+- The real Fashion-MNIST, found where ``fmnist data fetch`` put it (``make test`` runs that first):
+  ``fashion_dir`` (its folder), ``data_cache`` (one decompressed-array cache for the session) and
+  ``real_data`` (points a test, and the processes it starts, at both). Missing data fails, never skips.
+- Helpers for tests that run the command line: ``fmnist_cmd`` (a subprocess), ``one_cpu`` (pin a
+  child to one CPU), ``assert_one_line_error``; ``torch_threads`` / ``one_torch_thread``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,6 +36,13 @@ import pytest
 
 from fmnist.data.idx import write_idx
 from fmnist.data.registry import DATASETS, FASHION, DatasetSpec, Resource
+
+pytest_plugins = ["conftest_model"]  # the trained-run fixtures (predict / export / serve / page / evaluate)
+
+# The environment pytest started in (before any test's monkeypatching): where `fmnist data fetch`,
+# run by `make test` just before, looked for and put the data.
+STARTUP_ENV = dict(os.environ)
+FMNIST_VARS = ("FMNIST_DATA_DIR", "FMNIST_CACHE", "FMNIST_MIRROR", "FMNIST_NO_SYSTEM_DATA")
 
 TINY_COUNTS = {"train": 100, "t10k": 50}  # 10 and 5 images per class
 TINY_FILES = {key: res.filename for key, res in FASHION.resources.items()}  # the published names
@@ -35,6 +53,129 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path_factory.mktemp("fmnist-cache")))
     for var in ("FMNIST_DATA_DIR", "FMNIST_MIRROR", "FMNIST_NO_SYSTEM_DATA"):
         monkeypatch.delenv(var, raising=False)
+
+
+# ---------------------------------------------------------------- the real data, wherever `fmnist data fetch` put it
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """The folder holding the four verified Fashion-MNIST files, found by the project's own source
+    resolution (``$FMNIST_DATA_DIR``, the cache, the system copy) in the environment pytest started in,
+    as ``fmnist data fetch`` found or downloaded them. Missing data is a failure, not a skip."""
+    from fmnist.data.sources import locate
+    from fmnist.errors import DataError
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var in FMNIST_VARS:
+            if var in STARTUP_ENV:
+                mp.setenv(var, STARTUP_ENV[var])
+            else:
+                mp.delenv(var, raising=False)
+        try:
+            return locate("fashion", download_missing=False, quiet=True).directory
+        except DataError as exc:
+            missing = str(exc)
+    pytest.fail(f"the real Fashion-MNIST is needed: run `fmnist data fetch` (`make test` does): {missing}")
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """One ``$FMNIST_CACHE`` for every test on the real data: the files are unpacked once per session."""
+    return tmp_path_factory.mktemp("fmnist-cache-real")
+
+
+@contextlib.contextmanager
+def real_data_env(fashion_dir: Path, data_cache: Path) -> Iterator[None]:
+    """``$FMNIST_DATA_DIR`` = the real data, ``$FMNIST_CACHE`` = the session's cache (for session fixtures)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FMNIST_DATA_DIR", str(fashion_dir))
+        mp.setenv("FMNIST_CACHE", str(data_cache))
+        yield
+
+
+@pytest.fixture
+def real_data(fashion_dir, data_cache, monkeypatch) -> Path:
+    """Point this test, and every process it starts with ``os.environ``, at the real data."""
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(fashion_dir))
+    monkeypatch.setenv("FMNIST_CACHE", str(data_cache))
+    return fashion_dir
+
+
+# ---------------------------------------------------------------- threads, processes, one-line errors
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run torch on ``n`` threads: on two shared cores, two spinning OpenMP threads per process
+    are up to 10x slower than one (measured: 50 training steps 10.5 s vs 1.1 s at load 10)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)  # fit() sets the thread count too: leave the process as we found it
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Opt-in per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    with torch_threads(1):
+        yield
+
+
+def one_cpu() -> None:
+    """``preexec_fn`` that pins a child to one CPU, so torch there uses one thread (commands without
+    --threads use every CPU they may run on; with other jobs on two cores a second thread mostly waits)."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+@contextlib.contextmanager
+def pinned_to_one_cpu() -> Iterator[None]:
+    """The same for this (calling) thread, in-process: ``set_threads(0)`` then means one thread."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        with torch_threads(1):
+            yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def fmnist_cmd(
+    *args: str, env: dict | None = None, cwd: Path | None = None, pin: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """``python -m fmnist ARGS`` in a child with this test's environment (plus ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fmnist", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        preexec_fn=one_cpu if pin else None,
+    )
+
+
+def assert_one_line_error(
+    stderr: str, returncode: int, *fragments: str, only_line: bool = True, prefix: str = "fmnist: error:"
+) -> str:
+    """The promise for bad input: a non-zero exit, no traceback, and one ``fmnist: error: ...`` line
+    holding every fragment; with ``only_line`` that line is the whole of stderr, else notes may precede it
+    (it is still the last line and the only error). argparse's usage errors name the command
+    (``prefix="fmnist run: error:"``). Returns the line."""
+    assert returncode != 0, f"exit status 0; stderr: {stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith(prefix)]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr
+    if only_line:
+        assert len(lines) == 1, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
 
 
 def make_tiny_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

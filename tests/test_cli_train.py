@@ -1,77 +1,27 @@
-"""``fmnist train``, ``fmnist run`` and the commands' help, through the real command line.
+"""``fmnist train``, ``fmnist run`` and the train command's help, through the real command line.
 
 Nonsense configs end as one ``fmnist: error:`` line on stderr (no traceback, non-zero exit); the
 config (preset < TOML < flags) is printed at start and saved as config.json with the same values;
-``fmnist run`` goes from data to a test accuracy. Real Fashion-MNIST, tiny settings: about 40 s.
+``fmnist run`` goes from data to a test accuracy inside a band around the measured one. Real
+Fashion-MNIST (wherever `fmnist data fetch` put it), tiny settings: about 40 s.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import assert_one_line_error, fmnist_cmd, pinned_to_one_cpu
 from fmnist.cli import main
 from fmnist.train.config import AVX2_TWIN, PRESETS, TrainConfig
 from fmnist.train.device import default_preset, preset_size_note
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(
-    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
-)
-
-
-@pytest.fixture(scope="module")
-def data_cache(tmp_path_factory) -> Path:
-    """One decompressed-array cache for this module (and its subprocesses)."""
-    return tmp_path_factory.mktemp("fmnist-cache-cli")
-
-
-@pytest.fixture(autouse=True)
-def _shared_cache(data_cache, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE", str(data_cache))  # after conftest's per-test cache: this one wins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def one_cpu() -> None:
-    """Pin a child to one CPU: torch there uses one thread (``fmnist run`` has no --threads), and with
-    other jobs on the two cores a second OpenMP thread mostly spins and waits."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-def fmnist(
-    *args: str, cache: Path, cwd: Path | None = None, pin: bool = False
-) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FMNIST_")}
-    env["FMNIST_CACHE"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-        preexec_fn=one_cpu if pin else None,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fmnist: error:"), proc.stderr
-    assert fragment in lines[0], lines[0]
+pytestmark = pytest.mark.usefixtures("real_data", "one_torch_thread")
 
 
 def printed_config(stdout: str) -> dict:
@@ -116,7 +66,7 @@ MORE_ERROR_CASES = {  # the same path in-process (fmnist.cli.main), to spare a t
 
 
 @pytest.fixture(scope="module")
-def error_runs(tmp_path_factory, data_cache) -> dict[str, subprocess.CompletedProcess]:
+def error_runs(tmp_path_factory, fashion_dir, data_cache) -> dict:
     """Every error case run once, two at a time (each process imports torch: ~2 s)."""
     tmp = tmp_path_factory.mktemp("cli-errors")
     (tmp / "taken").mkdir()
@@ -130,8 +80,10 @@ def error_runs(tmp_path_factory, data_cache) -> dict[str, subprocess.CompletedPr
     (tmp / "scalar.toml").write_text("train = 3\n")
     cases = {name: case for name, case in ERROR_CASES.items() if not (CUDA and name == "cuda-without-cuda")}
 
-    def run(args: list[str]) -> subprocess.CompletedProcess:
-        return fmnist("train", *(a.format(tmp=tmp) for a in args), cache=data_cache, cwd=tmp)
+    env = {"FMNIST_DATA_DIR": str(fashion_dir), "FMNIST_CACHE": str(data_cache)}
+
+    def run(args: list[str]):
+        return fmnist_cmd("train", *(a.format(tmp=tmp) for a in args), env=env, cwd=tmp)
 
     with ThreadPoolExecutor(2) as pool:
         results = dict(zip(cases, pool.map(run, (args for args, _ in cases.values())), strict=True))
@@ -142,8 +94,9 @@ def error_runs(tmp_path_factory, data_cache) -> dict[str, subprocess.CompletedPr
 @pytest.mark.parametrize("case", sorted(ERROR_CASES))
 def test_nonsense_config_is_one_line_error(case, error_runs):
     if case == "cuda-without-cuda" and CUDA:
-        pytest.skip("CUDA is available here")
-    assert_one_line_error(error_runs[case], ERROR_CASES[case][1])
+        pytest.skip("a CUDA GPU is present here, so --device cuda is not an error")
+    proc = error_runs[case]
+    assert_one_line_error(proc.stderr, proc.returncode, ERROR_CASES[case][1])
 
 
 @pytest.mark.parametrize("case", sorted(MORE_ERROR_CASES))
@@ -151,9 +104,7 @@ def test_more_nonsense_configs_in_process(case, error_runs, capsys, monkeypatch)
     args, fragment = MORE_ERROR_CASES[case]
     monkeypatch.chdir(error_runs["_tmp"])
     rc = main(["train", *(a.format(tmp=error_runs["_tmp"]) for a in args)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc != 0
-    assert len(err) == 1 and err[0].startswith("fmnist: error:") and fragment in err[0], err
+    assert_one_line_error(capsys.readouterr().err, rc, fragment)
 
 
 def test_refused_runs_leave_the_other_run_alone(error_runs):
@@ -166,11 +117,11 @@ def test_refused_runs_leave_the_other_run_alone(error_runs):
 # ---------------------------------------------------------------- config: TOML, presets, flags, printed, saved
 
 
-def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_cache):
+def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('[train]\nmodel = "fastcnn"\nwidth = 8\nepochs = 3\nlr = 0.01\nbatch_size = 64\n')
     run = tmp_path / "run"
-    proc = fmnist(
+    proc = fmnist_cmd(
         "train",
         "--preset",
         "tutorial",
@@ -185,7 +136,6 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
         "1",
         "--out",
         str(run),
-        cache=data_cache,
     )
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((run / "config.json").read_text())
@@ -207,7 +157,7 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
     assert len(rows) == 1 and rows[0]["epoch"] == 1
 
     # --resume prints (and uses) the run's saved config, not the command line's defaults.
-    again = fmnist("train", "--out", str(run), "--resume", "--threads", "1", cache=data_cache)
+    again = fmnist_cmd("train", "--out", str(run), "--resume", "--threads", "1")
     assert again.returncode == 0, again.stderr
     resumed = printed_config(again.stdout)
     assert {k: v for k, v in resumed.items() if k != "threads"} == {
@@ -219,28 +169,36 @@ def test_preset_toml_and_flags_apply_in_order_printed_and_saved(tmp_path, data_c
 # ---------------------------------------------------------------- fmnist run, end to end
 
 
-def test_fmnist_run_end_to_end(tmp_path, data_cache):
+# Test accuracy of `fmnist run --train-limit 10000 --epochs 2` as an AVX2-only CPU runs it (cpu-fast-avx2:
+# fastcnn width 16, whitened, flips, fp32; 9,000 training images, 70 steps), one thread, seed 0: 0.7702
+# measured with oneDNN's AVX-512 kernels (this dev box, AMD Zen 5) and 0.7662 with its AVX2 kernels
+# (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2). Seeds 0-4 give 0.768-0.814 (sd 0.02): this recipe
+# (lr 0.2) is made for 55,000 images and swings on a few thousand; at 4,000 images (the old setting,
+# "about 0.4") seeds spread from 0.38 to 0.55 and no band could hold. The margin, 0.03, is 7x the
+# kernel-to-kernel difference and 1.5 sd of the seeds: a 3-point regression fails. Remeasure when the
+# recipe changes on purpose.
+RUN_ACCURACY, RUN_MARGIN = 0.770, 0.03
+
+
+def test_fmnist_run_end_to_end(tmp_path, monkeypatch, capsys):
+    """``fmnist run`` (in-process, one CPU): data summary, the machine's recipe, training, evaluation."""
+    import fmnist.train.loop as loop
+
+    # As on an AVX2-only CPU: default_preset picks cpu-fast-avx2 and autocast stays off, so the figure is
+    # the same on the three kinds of CI machine (AVX512-BF16, AMX, AVX2 only).
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
     run = tmp_path / "main"
-    proc = fmnist(
-        "run",
-        "--train-limit",
-        "4000",
-        "--epochs",
-        "2",
-        "--out",
-        str(run),
-        "--device",
-        "cpu",
-        cache=data_cache,
-        pin=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert f"run folder: {run}" in proc.stdout
-    match = re.search(r"^test accuracy: (0\.\d{4})", proc.stdout, flags=re.M)
-    assert match, proc.stdout
+    with pinned_to_one_cpu():  # `fmnist run` has no --threads: it uses every CPU it may run on
+        rc = main(["run", "--train-limit", "10000", "--epochs", "2", "--out", str(run), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "Traceback" not in err
+    assert "Fashion-MNIST: 70,000 images, verified" in out  # the data summary comes first
+    assert f"run folder: {run}" in out
+    match = re.search(r"^test accuracy: (0\.\d{4})", out, flags=re.M)
+    assert match, out
     accuracy = float(match.group(1))
-    assert accuracy > 0.2  # two epochs of 14 steps on 3,600 images (about 0.4 measured); chance is 0.1
+    assert RUN_ACCURACY - RUN_MARGIN <= accuracy <= RUN_ACCURACY + RUN_MARGIN, accuracy  # chance is 0.1
     figures = json.loads((run / "evaluation.json").read_text())
     assert f"{figures['accuracy']:.4f}" == match.group(1)
     assert figures["n"] == 10_000
@@ -254,7 +212,9 @@ def test_fmnist_run_end_to_end(tmp_path, data_cache):
         "errors.png",
     ):
         assert (run / name).is_file(), name
-    assert json.loads((run / "config.json").read_text())["preset"] == default_preset(torch.device("cpu"))
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["preset"] == default_preset(torch.device("cpu")) == AVX2_TWIN["cpu-fast"]
+    assert (saved["train_limit"], saved["epochs"]) == (10_000, 2)
 
 
 # ---------------------------------------------------------------- which recipe fits the machine
@@ -290,15 +250,6 @@ def test_bf16_sized_preset_on_an_fp32_cpu_gets_a_one_line_hint(monkeypatch):
 # ---------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "run"])
-def test_help_exits_zero_with_an_example(command, capsys):
-    with pytest.raises(SystemExit) as info:
-        main([command, "--help"])
-    assert info.value.code == 0
-    out = capsys.readouterr().out
-    assert "Example" in out and f"fmnist {command}" in out
-
-
 def test_train_help_lists_the_flags_the_issue_asks_for(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -320,6 +271,6 @@ def test_train_help_lists_the_flags_the_issue_asks_for(capsys):
         assert flag in out, flag
 
 
-def test_help_through_the_installed_command(data_cache):
-    proc = fmnist("train", "--help", cache=data_cache)
+def test_help_through_the_installed_command():
+    proc = fmnist_cmd("train", "--help")
     assert proc.returncode == 0 and "Example" in proc.stdout and not proc.stderr

@@ -1,34 +1,39 @@
-"""``fmnist evaluate``: figures checked against the model's own predictions and scikit-learn; files.
+"""``fmnist evaluate``: figures checked against an independent eval-mode forward pass and scikit-learn; files.
 
-A tiny run (fastcnn width 8, 2,000 images, two epochs) is trained once for the module; its report is
-made once through the real command with ``--json``. The metric functions are also checked on small
-hand-made arrays. About 15 s.
+The run is ``fastcnn`` of conftest_model (fastcnn width 8, 5,000 training images, two epochs, fp32), as
+``fmnist train`` wrote it, copied here; its report is made once through the real command with ``--json``.
+The test accuracy must lie in a band around the value measured with the fixed seed, and every
+prediction must equal that of the model in eval mode scored apart from the product's code (by
+hand-normalised images, another batch size, and one image at a time): evaluation with BatchNorm in
+training mode, or with augmentation left on, changes predictions and fails here. The metric functions
+are also checked on small hand-made arrays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn.metrics as sk
 import torch
 from PIL import Image
 
+from conftest import assert_one_line_error, one_cpu
 from fmnist.cli import main
-from fmnist.data.loader import load_dataset
 from fmnist.evaluate.metrics import confidently_wrong, confusion_matrix, expected_calibration_error, per_class
 from fmnist.evaluate.report import evaluate_arrays
-from fmnist.models import load_model
-from fmnist.train import make_config, train
+from fmnist.models.checkpoint import load_record, save
+from fmnist.models.registry import build_model
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
-needs_data = pytest.mark.skipif(
-    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
-)
+pytest_plugins = ["conftest_model"]
+
 FASHION_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -41,65 +46,82 @@ FASHION_CLASSES = (
     "Bag",
     "Ankle boot",
 )
+# Test accuracy of conftest_model's "fastcnn" run (seed 0, fp32, one thread): 0.7589 measured with oneDNN's
+# AVX-512 kernels (AMD Zen 5, this project's dev box) and 0.7581 with its AVX2 kernels
+# (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, standing in for the AVX2-only CI machine); seeds 0-4
+# give 0.744-0.762 (sd 0.006). The margin, 0.02, is 3 sd of the seed-to-seed spread and 25x the
+# kernel-to-kernel one, so no machine leaves the band by chance while a 2-point regression does. Remeasure
+# (and say so) when the trainer's recipe or the fixture's settings change on purpose.
+ACCURACY, MARGIN = 0.759, 0.02
+
+
+@pytest.fixture
+def _real(real_data, one_torch_thread):
+    """In-process commands here read the real data, on one torch thread."""
 
 
 @pytest.fixture(scope="module")
-def data_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("fmnist-cache-eval")
-
-
-@pytest.fixture(autouse=True)
-def _shared_cache(data_cache, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE", str(data_cache))  # after conftest's per-test cache: this one wins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # with other jobs on the two cores, a second thread mostly waits
-    yield
-    torch.set_num_threads(threads)
-
-
-def one_cpu() -> None:
-    """Pin a child process to one CPU, so torch there uses one thread (fmnist evaluate has no --threads)."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, data_cache) -> dict:
-    """A tiny trained run, ``fmnist evaluate RUN --json`` on it, and the test set's predictions."""
+def evaluated(tmp_path_factory, trained_run, fashion, fashion_dir, data_cache) -> dict:
+    """A copy of a trained run, ``fmnist evaluate RUN --json`` on it (a real process), and reference
+    probabilities of the test set computed apart from the product's inference code."""
     run = tmp_path_factory.mktemp("eval") / "run"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FMNIST_CACHE", str(data_cache))
-        for var in ("FMNIST_DATA_DIR", "FMNIST_MIRROR", "FMNIST_NO_SYSTEM_DATA"):
-            mp.delenv(var, raising=False)
-        threads = torch.get_num_threads()
-        train(make_config(model="fastcnn", width=8, train_limit=2000, epochs=2, threads=1), run, log=None)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FMNIST_")}
-        env["FMNIST_CACHE"] = str(data_cache)
-        proc = subprocess.run(
-            [sys.executable, "-m", "fmnist", "evaluate", str(run), "--json", "--device", "cpu"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            preexec_fn=one_cpu,
-        )
-        assert proc.returncode == 0, proc.stderr
-        ds = load_dataset("fashion")
-        labels = np.asarray(ds.test.labels).astype(np.int64)
-        probs = load_model(run).predict_proba(np.asarray(ds.test.images))
-        torch.set_num_threads(threads)
-    return {"run": run, "json": json.loads(proc.stdout), "labels": labels, "probs": probs}
+    trained = trained_run("fastcnn", evaluated=False)
+    shutil.copytree(trained, run)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmnist", "evaluate", str(run), "--json", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FMNIST_DATA_DIR": str(fashion_dir), "FMNIST_CACHE": str(data_cache)},
+        timeout=300,
+        preexec_fn=one_cpu,
+    )
+    assert proc.returncode == 0, proc.stderr
+    images = np.array(fashion.test.images)  # a writable copy (torch.from_numpy below)
+    labels = np.asarray(fashion.test.labels).astype(np.int64)
+    return {
+        "run": run,
+        "trained": trained,
+        "json": json.loads(proc.stdout),
+        "labels": labels,
+        "images": images,
+        "probs": reference_proba(run, images, batch_size=500),
+    }
+
+
+def reference_net(run: Path) -> tuple[torch.nn.Module, dict]:
+    """The saved weights in a freshly built net, in eval mode, and the record (mean, std, classes)."""
+    record = load_record(run / "model.pt")
+    net = build_model(record["arch"], num_classes=len(record["classes"]), **record["arch_kwargs"])
+    net.load_state_dict(record.pop("state_dict"))
+    net.train(False)
+    assert not any(m.training for m in net.modules())
+    return net, record
+
+
+@torch.no_grad()
+def reference_proba(run: Path, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Softmax of the saved model in eval mode: normalised and batched by hand, not by LoadedModel."""
+    net, record = reference_net(run)
+    x = torch.from_numpy(np.array(images)).float().div(255).sub(record["mean"]).div(record["std"])
+    x = x.unsqueeze(1)
+    return torch.cat([torch.softmax(net(b), 1) for b in x.split(batch_size)]).numpy()
 
 
 # ---------------------------------------------------------------- the real command on a tiny run
 
 
-@needs_data
-def test_accuracy_is_that_of_the_models_own_predictions(evaluated):
+def test_accuracy_lies_in_the_measured_band(evaluated):
+    figures = evaluated["json"]
+    assert figures["n"] == 10_000
+    assert ACCURACY - MARGIN <= figures["accuracy"] <= ACCURACY + MARGIN, figures["accuracy"]
+
+
+def test_every_prediction_is_that_of_the_model_in_eval_mode(evaluated):
+    """The confusion matrix is that of an independent eval-mode pass: no train-mode BatchNorm, no augmentation."""
     figures, probs, labels = evaluated["json"], evaluated["probs"], evaluated["labels"]
-    assert figures["n"] == len(labels) == 10_000
     preds = probs.argmax(1)
+    assert np.array_equal(np.array(figures["confusion_matrix"]), sk.confusion_matrix(labels, preds))
     assert figures["accuracy"] == pytest.approx((preds == labels).mean(), abs=1e-12)
-    assert figures["accuracy"] > 0.3  # two short epochs; chance is 0.1
     assert (
         figures["dataset"] == "fashion" and figures["data_fingerprint"] == figures["trained_on_fingerprint"]
     )
@@ -107,9 +129,15 @@ def test_accuracy_is_that_of_the_models_own_predictions(evaluated):
     assert "calibration_bins" not in figures  # --json leaves the reliability table to evaluation.json
 
 
-@needs_data
+def test_an_image_scored_alone_gets_the_reported_confidence(evaluated):
+    """Scores do not depend on the batch: the 25 reported errors, each scored alone, give the same numbers."""
+    errors, images = evaluated["json"]["most_confident_errors"], evaluated["images"]
+    alone = reference_proba(evaluated["run"], images[[e["index"] for e in errors]], batch_size=1)
+    assert [e["confidence"] for e in errors] == pytest.approx(alone.max(1).tolist(), abs=1e-5)
+    assert [FASHION_CLASSES[i] for i in alone.argmax(1)] == [e["pred"] for e in errors]
+
+
 def test_per_class_figures_match_scikit_learn(evaluated):
-    sk = pytest.importorskip("sklearn.metrics")
     figures, labels = evaluated["json"], evaluated["labels"]
     preds = evaluated["probs"].argmax(1)
     precision, recall, f1, support = sk.precision_recall_fscore_support(
@@ -125,12 +153,8 @@ def test_per_class_figures_match_scikit_learn(evaluated):
     assert figures["macro_f1"] == pytest.approx(
         sk.f1_score(labels, preds, average="macro", zero_division=0), abs=1e-9
     )
-    assert np.array_equal(
-        np.array(figures["confusion_matrix"]), sk.confusion_matrix(labels, preds, labels=list(range(10)))
-    )
 
 
-@needs_data
 def test_confusion_matrix_sums_and_diagonal(evaluated):
     figures = evaluated["json"]
     cm = np.array(figures["confusion_matrix"])
@@ -139,7 +163,6 @@ def test_confusion_matrix_sums_and_diagonal(evaluated):
     assert (cm.sum(1) == 1000).all()  # rows are the true classes
 
 
-@needs_data
 def test_ece_and_errors_agree_with_the_predictions(evaluated):
     figures, probs, labels = evaluated["json"], evaluated["probs"], evaluated["labels"]
     ece, _ = expected_calibration_error(probs, labels)
@@ -149,13 +172,13 @@ def test_ece_and_errors_agree_with_the_predictions(evaluated):
     assert len(errors) == 25
     confidences = [e["confidence"] for e in errors]
     assert confidences == sorted(confidences, reverse=True)
+    assert [e["index"] for e in errors] == confidently_wrong(probs, labels, 25).tolist()
     for e in errors:
         assert e["true"] != e["pred"]
         assert FASHION_CLASSES[labels[e["index"]]] == e["true"]
         assert FASHION_CLASSES[probs[e["index"]].argmax()] == e["pred"]
 
 
-@needs_data
 def test_report_files_exist_and_read_well(evaluated):
     run, figures = evaluated["run"], evaluated["json"]
     saved = json.loads((run / "evaluation.json").read_text())
@@ -174,41 +197,63 @@ def test_report_files_exist_and_read_well(evaluated):
         assert name in report
     assert "![confusion](confusion.png)" in report and "![errors](errors.png)" in report
     assert '"model": "fastcnn"' in report  # the training config, so the report stands on its own
-    # the test accuracy is stamped into model.pt for predict / serve
-    assert load_model(run).record["metrics"]["test_acc"] == figures["accuracy"]
+    # Written beside the model, which is never rewritten; evaluation.json names the model.pt it scored
+    # (predict and serve report its accuracy only for that model).
+    assert (run / "model.pt").read_bytes() == (evaluated["trained"] / "model.pt").read_bytes()
+    assert saved["model_sha256"] == hashlib.sha256((run / "model.pt").read_bytes()).hexdigest()[:16]
 
 
-@needs_data
+@pytest.mark.usefixtures("_real")
 def test_plain_output_and_missing_run(evaluated, capsys, tmp_path):
     assert main(["evaluate", str(evaluated["run"]), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert f"test accuracy {evaluated['json']['accuracy']:.4f}" in out
     assert "Ankle boot" in out and "report.md" in out
     assert main(["evaluate", str(tmp_path / "nope")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("fmnist: error:") and "no such run folder" in err[0]
+    assert_one_line_error(capsys.readouterr().err, 2, "no such run folder")
     (tmp_path / "empty").mkdir()
     assert main(["evaluate", str(tmp_path / "empty")]) == 2
-    assert "no such model file" in capsys.readouterr().err
+    assert_one_line_error(capsys.readouterr().err, 2, "no such model file")
 
 
-@needs_data
-def test_flip_tta_scores_the_mirror_average_and_keeps_the_plain_stamp(evaluated, capsys):
-    """Runs last among the real-command tests: it rewrites the report files as a TTA evaluation."""
-    from fmnist.models.checkpoint import load_record
+@pytest.mark.usefixtures("_real")
+def test_a_model_trained_on_other_data_is_flagged(evaluated, tmp_path, capsys):
+    """A model whose recorded data fingerprint is not the data's: the figures carry a warning, and the
+    plain output shows it too (the user reading the terminal is the one to warn)."""
+    run = tmp_path / "other"
+    run.mkdir()
+    record = load_record(evaluated["run"] / "model.pt")
+    record["data_fingerprint"] = "0123456789ab"
+    save(record, run / "model.pt")
+    assert main(["evaluate", str(run), "--json", "--device", "cpu"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["trained_on_fingerprint"] == "0123456789ab" != figures["data_fingerprint"]
+    assert "fingerprint" in figures["warning"]
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    shown = [line for line in (captured.out + captured.err).splitlines() if "warning" in line.lower()]
+    assert shown and "fingerprint" in shown[0], captured.out + captured.err
 
-    run, labels = evaluated["run"], evaluated["labels"]
+
+@pytest.mark.usefixtures("_real")
+def test_flip_tta_scores_the_mirror_average_beside_the_plain_evaluation(evaluated, capsys):
+    """Runs last among the real-command tests: it adds the TTA evaluation's files to the run."""
+    run, labels, images = evaluated["run"], evaluated["labels"], evaluated["images"]
     assert main(["evaluate", str(run), "--tta", "--json", "--device", "cpu"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    images = np.asarray(load_dataset("fashion").test.images)
-    model = load_model(run)
-    mirrored = (model.logits(images) + model.logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+    net, record = reference_net(run)
+    x = torch.from_numpy(images).float().div(255).sub(record["mean"]).div(record["std"]).unsqueeze(1)
+    with torch.no_grad():
+        mirrored = torch.cat([net(b) + net(b.flip(3)) for b in x.split(1000)])
     assert figures["tta"] == "flip"
     assert figures["accuracy"] == pytest.approx((mirrored.argmax(1).numpy() == labels).mean(), abs=1e-12)
-    metrics = load_record(run / "model.pt")["metrics"]
-    assert metrics["test_acc_flip_tta"] == figures["accuracy"]
-    assert metrics["test_acc"] == evaluated["json"]["accuracy"]  # what predict/serve deliver is untouched
-    assert "flip test-time augmentation" in (run / "report.md").read_text()
+    tta = json.loads((run / "evaluation-flip-tta.json").read_text())
+    assert tta["accuracy"] == figures["accuracy"] and tta["tta"] == "flip"
+    plain = json.loads((run / "evaluation.json").read_text())  # what predict/serve deliver is untouched
+    assert plain["accuracy"] == evaluated["json"]["accuracy"] and plain["tta"] is None
+    assert "flip test-time augmentation" in (run / "report-flip-tta.md").read_text()
+    assert "flip test-time augmentation" not in (run / "report.md").read_text()
+    assert (run / "model.pt").read_bytes() == (evaluated["trained"] / "model.pt").read_bytes()
 
 
 # ---------------------------------------------------------------- metrics on hand-made arrays

@@ -1,4 +1,5 @@
-"""``fmnist export``: ONNX and TorchScript give torch's top-1 on all 10,000 test images; ONNX runs without torch."""
+"""``fmnist export``: ONNX and TorchScript give torch's logits for every architecture, whitened or not, as
+``fmnist train`` wrote them (top-1 on all 10,000 test images for the served model); ONNX runs without torch."""
 
 from __future__ import annotations
 
@@ -10,11 +11,57 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest_model import RUNS, SERVED
 from fmnist.cli import main
 from fmnist.errors import FmnistError
 
 pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PARITY_IMAGES = 2000  # per architecture; the served model is also checked on all 10,000 below
+# Both exports compute in fp32 as torch does; only the order of the sums differs (fused kernels in
+# onnxruntime, another conv algorithm). Measured: at most 5e-6 (ONNX) and 2.4e-6 (TorchScript) on
+# logits up to 8 in size; 1e-4 leaves a 20x margin and still catches any real change of the graph.
+LOGIT_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_every_architecture_exports_with_torchs_logits(name, trained_run, test_images, test_labels, tmp_path):
+    """ONNX and TorchScript exports of each trained run give the logits of the torch model it was made from."""
+    import torch
+
+    from fmnist.export.exporters import export, load_torchscript
+    from fmnist.export.onnx_runtime import OnnxModel
+    from fmnist.models import load_model, preprocess
+
+    run = trained_run(name, evaluated=False)  # exported as `fmnist train` left it
+    loaded = load_model(run)
+    assert loaded.record["arch"] == RUNS[name].get("model", RUNS[name].get("preset"))
+    assert loaded.record["config"]["whiten"] is bool(RUNS[name].get("whiten"))  # the case it stands for
+    images = test_images[:PARITY_IMAGES]
+    want = loaded.logits(images).numpy()
+    assert (want.argmax(1) == test_labels[:PARITY_IMAGES]).mean() > 0.3  # trained weights (chance: 0.1)
+
+    onnx = OnnxModel(export(run, "onnx", tmp_path / "model.onnx")).logits(images)
+    np.testing.assert_allclose(onnx, want, **LOGIT_TOLERANCE)
+    assert np.array_equal(onnx.argmax(1), want.argmax(1))
+
+    module, meta = load_torchscript(export(run, "torchscript", tmp_path / "model.ts"))
+    with torch.no_grad():
+        scripted = module(preprocess(images, meta["mean"], meta["std"])).numpy()
+    np.testing.assert_allclose(scripted, want, **LOGIT_TOLERANCE)
+    assert meta["arch"] == loaded.record["arch"] and meta["metrics"] == loaded.record["metrics"]
+
+
+def test_the_served_model_is_the_whitened_trained_one(loaded, run_dir, test_proba, test_labels):
+    """The model predict / serve / page use is a run folder ``fmnist train`` + ``fmnist evaluate`` wrote."""
+    assert RUNS[SERVED]["whiten"] and loaded.record["config"]["whiten"] is True
+    assert {"config.json", "metrics.jsonl", "checkpoint.pt", "model.pt", "evaluation.json"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    assert "val_acc" in loaded.record["metrics"]  # the trainer's record
+    recorded = json.loads((run_dir / "evaluation.json").read_text())["accuracy"]
+    assert recorded == pytest.approx((test_proba.argmax(1) == test_labels).mean(), abs=1e-12)
 
 
 def test_onnx_matches_torch_on_the_whole_test_set(onnx_path, test_images, test_proba):

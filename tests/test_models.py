@@ -1,7 +1,8 @@
 """Every registered model: shapes, features/classifier split, finite outputs, gradients everywhere.
 
-Also the tutorial net against the README's "2 Conv+pooling" description, the registry's errors and
-a model.pt round trip through ``load_model``. CPU only, small widths: a few seconds in all.
+Also the tutorial net against the README's "2 Conv+pooling" description, every parameter count against
+a count written out by hand from the layer shapes, the registry's errors and a model.pt round trip
+through ``load_model``. CPU only, small widths: a few seconds in all.
 """
 
 from __future__ import annotations
@@ -39,6 +40,64 @@ def small(name: str) -> nn.Module:
 
 def batch(n: int = 6) -> torch.Tensor:
     return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+# Parameter counts written out by hand from the architectures' descriptions (nets.py / resnet.py docstrings,
+# the README's "2 Conv+pooling" net), not read from the code: a changed layer changes the count.
+TUTORIAL_PARAMS = (
+    (1 * 32 * 5 * 5 + 32)  # conv 5x5, 1 -> 32, with bias
+    + (32 * 64 * 5 * 5 + 64)  # conv 5x5, 32 -> 64, with bias
+    + (7 * 7 * 64 * 1024 + 1024)  # dense from the 7x7x64 pooled maps to 1024
+    + (1024 * 10 + 10)  # dense 1024 -> 10
+)
+
+
+def fastcnn_params(w: int, classes: int = 10) -> int:
+    """FastCNN of width w: bias-free 3x3 convs 1 -> w -> 2w -> 2w -> 4w, each followed by a BatchNorm
+    (weight and bias per channel), then a Linear from the max and average pools concatenated (2 * 4w)."""
+    convs = 3 * 3 * (1 * w + w * 2 * w + 2 * w * 2 * w + 2 * w * 4 * w)
+    norms = 2 * (w + 2 * w + 2 * w + 4 * w)
+    return convs + norms + (2 * 4 * w) * classes + classes
+
+
+def resnet_params(w: int, d: int, classes: int = 10) -> int:
+    """Pre-activation ResNet: a bias-free 3x3 stem 1 -> w; stages of widths w, 2w, 4w with d blocks each
+    (BN, 3x3 conv, BN, 3x3 conv; the first block of stages 2 and 3 halves the size and doubles the width,
+    with a bias-free 1x1 conv shortcut); a final BN and a Linear from the 4w pooled features."""
+    total = 3 * 3 * 1 * w
+    cin = w
+    for stage, cout in enumerate((w, 2 * w, 4 * w)):
+        for block in range(d):
+            total += 2 * cin + 3 * 3 * cin * cout + 2 * cout + 3 * 3 * cout * cout
+            if stage > 0 and block == 0:
+                total += cin * cout
+            cin = cout
+    return total + 2 * cin + cin * classes + classes
+
+
+def test_hand_counts_match_the_documented_figures():
+    """The hand formulas give the figures the docs quote (README, nets.py, resnet.py)."""
+    assert TUTORIAL_PARAMS == 3_274_634
+    assert fastcnn_params(16) == 33_978 and fastcnn_params(24) == 75_154 and fastcnn_params(32) == 132_458
+    assert 2.7e6 < resnet_params(64, 2) < 2.9e6  # "about 2.8M parameters"
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("tutorial", {}, TUTORIAL_PARAMS),
+        *[("fastcnn", {"width": w}, fastcnn_params(w)) for w in (1, 4, 8, 16, 24)],
+        *[
+            ("resnet", {"width": w, "depth": d}, resnet_params(w, d))
+            for w, d in ((4, 1), (4, 2), (8, 1), (8, 2))
+        ],
+        ("fastcnn", {}, fastcnn_params(16)),  # the defaults: width 16
+        ("resnet", {}, resnet_params(64, 2)),  # width 64, depth 2
+        ("fastcnn", {"width": None}, fastcnn_params(16)),  # None means the model's default
+    ],
+)
+def test_parameter_counts_equal_the_hand_counts(name, kwargs, expected):
+    assert param_count(build_model(name, **kwargs)) == expected
 
 
 def test_every_registered_model_is_covered_by_the_small_table():
@@ -88,7 +147,7 @@ def test_num_classes_is_honoured(model_name):
 
 def test_tutorial_net_is_the_readme_two_conv_pooling_net():
     model = build_model("tutorial")
-    assert param_count(model) == 3_274_634
+    assert param_count(model) == TUTORIAL_PARAMS
     layers = [m for m in model.modules() if not isinstance(m, (nn.Sequential, type(model)))]
     kinds = [type(m).__name__ for m in layers]
     assert kinds == [
@@ -116,9 +175,10 @@ def test_tutorial_net_is_the_readme_two_conv_pooling_net():
 
 
 def test_fast_default_is_small():
-    """The CPU default stays at 'a few hundred thousand parameters at most'."""
-    defaults = MODELS["fastcnn"].defaults
-    assert param_count(build_model("fastcnn", **defaults)) < 300_000
+    """The CPU default stays at 'a few hundred thousand parameters at most': width 16, 34k parameters."""
+    assert MODELS["fastcnn"].defaults == {"width": 16}
+    assert param_count(build_model("fastcnn")) == fastcnn_params(16) < 300_000
+    assert "34k parameters" in MODELS["fastcnn"].summary and round(fastcnn_params(16), -3) == 34_000
 
 
 def test_fastcnn_normalises_after_pooling():
@@ -131,21 +191,24 @@ def test_fastcnn_normalises_after_pooling():
     assert sizes == [(14, 14), (14, 14), (7, 7), (7, 7)]
 
 
-def test_cpu_presets_use_the_width_they_were_sized_for():
+# The README's preset table, written out: fastcnn width, epochs, flips ("with flips" / "without augmentation");
+# every CPU recipe whitens its first layer and uses neither crop nor erasing.
+README_CPU_PRESETS = {
+    "cpu-fast": (24, 20, True),
+    "cpu-60s": (16, 6, False),
+    "cpu-fast-avx2": (16, 16, True),
+    "cpu-60s-avx2": (16, 3, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(README_CPU_PRESETS))
+def test_cpu_presets_are_the_readme_recipes(name):
     """fastcnn width 16 for the fp32 (AVX2) recipes; the bf16 cpu-fast spends its doubled speed on width 24."""
-    sizes = {}
-    for name in ("cpu-fast", "cpu-60s", "cpu-fast-avx2", "cpu-60s-avx2"):
-        cfg = make_config(name)
-        assert cfg.model == "fastcnn" and cfg.whiten
-        sizes[name] = param_count(build_model(cfg.model, **cfg.model_kwargs()))
-    assert sizes["cpu-fast-avx2"] == sizes["cpu-60s-avx2"] == 33_978
-    assert sizes["cpu-fast"] == 75_154
-
-
-def test_resnet_width_and_depth_change_the_size():
-    sizes = {(w, d): param_count(build_model("resnet", width=w, depth=d)) for w in (4, 8) for d in (1, 2)}
-    assert sizes[(4, 1)] < sizes[(4, 2)] < sizes[(8, 2)]
-    assert sizes[(4, 1)] < sizes[(8, 1)]
+    width, epochs, flips = README_CPU_PRESETS[name]
+    cfg = make_config(name)
+    assert (cfg.model, cfg.width, cfg.epochs, cfg.flip, cfg.whiten) == ("fastcnn", width, epochs, flips, True)
+    assert cfg.crop_pad == 0 and cfg.erase_p == 0 and cfg.preset == name
+    assert param_count(build_model(cfg.model, **cfg.model_kwargs())) == fastcnn_params(width)
 
 
 @pytest.mark.parametrize(
@@ -161,10 +224,6 @@ def test_resnet_width_and_depth_change_the_size():
 def test_unknown_model_or_bad_knob_is_a_config_error(name, kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         build_model(name, **kwargs)
-
-
-def test_none_knobs_mean_the_models_default():
-    assert param_count(build_model("fastcnn", width=None)) == param_count(build_model("fastcnn"))
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
-def server_url(run_dir):
-    """``fmnist serve``'s app on a free loopback port, in a thread; stopped after the module."""
+def server_url(run_dir, fashion_dir):
+    """``fmnist serve``'s app on a free loopback port, in a thread; stopped after the module. The gallery's
+    test images come from wherever `fmnist data fetch` put the data."""
     import uvicorn
 
     from fmnist.serve.app import create_app
@@ -28,7 +29,9 @@ def server_url(run_dir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(run_dir), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(run_dir, data_dir=fashion_dir), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -1,4 +1,12 @@
-"""Scale-out: DDP under torchrun (gloo, 2 CPU processes) and Dask sweeps on a LocalCluster."""
+"""Scale-out through the command line: ``fmnist train`` under torchrun (gloo, 2 CPU processes), sweep errors.
+
+These are end-to-end smoke tests of the launcher path (torchrun's environment, rank 0 alone printing and
+writing, a checkpoint that loads in one process, a resume on another process count) with the real
+FastCNN, which has BatchNorm and augmentation, so the two process counts can only be compared by a band.
+The exact checks (disjoint rank slices, summed metrics, the 2-process step equal to the 1-process step,
+resume on another world size equal to an uninterrupted run) are in ``test_ddp_exact.py``; a sweep killed
+and restarted, and its ensemble, in ``test_sweep_resume.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmnist.models.checkpoint import load_model
+from fmnist.models.inference import load_model
 
 VENV_BIN = Path(sys.executable).parent
 TINY = ["--train-limit", "3000", "--width", "8", "--threads", "1", "--batch-size", "128", "--lr", "0.05"]
@@ -55,8 +63,11 @@ def ddp_runs(tmp_path_factory):
 def test_ddp_two_processes_match_one_process_band(ddp_runs):
     two, one, proc = ddp_runs
     v2, v1 = final_val(two), final_val(one)
-    assert v2 > 0.5 and v1 > 0.5  # both learn (10 classes: chance is 0.1)
-    assert abs(v2 - v1) < 0.08, (v2, v1)
+    # Measured (seed 0, 300 validation images): 2 processes 0.723, 1 process 0.713 with bf16 on an
+    # AVX512-BF16 CPU; 0.733 / 0.707 in fp32 (--no-bf16); seeds 1 and 2 give 0.693 and 0.673 on 1 process.
+    # BatchNorm statistics and augmentation are per rank, so only a band: measured +-0.06, gap < 0.05.
+    assert 0.66 <= v2 <= 0.79 and 0.66 <= v1 <= 0.79, (v2, v1)
+    assert abs(v2 - v1) < 0.05, (v2, v1)
     # rank 0 alone talks and writes: one config print, one metrics line per epoch
     assert proc.stdout.count("config:") == 1
     assert len((two / "metrics.jsonl").read_text().splitlines()) == 2
@@ -77,44 +88,19 @@ def test_resume_across_world_size(tmp_path):
     first = torchrun(2, [*TINY, "--epochs", "3", "--stop-after", "1", "--out", str(out)])
     assert first.returncode == 0, first.stderr[-2000:]
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    before = (out / "metrics.jsonl").read_text().splitlines()
     second = run([sys.executable, "-m", "fmnist", "train", "--resume", "--out", str(out), "--threads", "1"])
     assert second.returncode == 0, second.stderr[-2000:]
     assert "saved by 2 process(es), now 1" in second.stdout
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines[:1] == before  # epoch 1 (trained by 2 processes) is kept, not trained again
+    rows = [json.loads(line) for line in lines]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert (state["epoch"], state["world_size"]) == (3, 1)
+    # global batch 128 on 2,700 training images: 21 steps per epoch whatever the process count
+    assert state["step"] == 3 * 21
     assert rows[-1]["val_acc"] > 0.5
-
-
-def test_sweep_on_local_cluster_resumes(tmp_path):
-    plan = tmp_path / "sweep.toml"
-    plan.write_text("[base]\ntrain_limit = 1500\nepochs = 1\nwidth = 8\n[grid]\nseed = [0, 1]\n")
-    out = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "fmnist",
-        "sweep",
-        str(plan),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-        "--ensemble",
-        "2",
-    ]
-    first = run(cmd, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    result = json.loads((out / "sweep.json").read_text())
-    assert sorted(r["seed"] for r in result["runs"]) == [0, 1]
-    assert all(r["status"] == "done" and r["test_acc"] > 0.15 for r in result["runs"])
-    assert 0.0 < result["ensemble"]["test_acc"] <= 1.0
-    assert "| seed |" in (out / "sweep.md").read_text()
-    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
-    again = run(cmd, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    rerun = json.loads((out / "sweep.json").read_text())
-    assert all(r["status"] == "reused" for r in rerun["runs"])  # finished runs are not redone
-    assert mtimes == {p: p.stat().st_mtime_ns for p in out.glob("*/model.pt")}
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,39 +58,75 @@ def client(run_dir):
         yield c
 
 
-def test_health_reports_the_model(client, fashion, loaded):
+def test_health_reports_the_model(client, fashion, run_dir, trained_run):
+    from fmnist.evaluate.record import read_evaluation
+
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["backend"] == "torch" and h["arch"] == "fastcnn"
     assert h["dataset"] == "fashion" and h["data_fingerprint"] == fashion.fingerprint
-    assert h["test_accuracy"] == loaded.record["metrics"]["test_accuracy"] > 0.7
+    # the test accuracy is the one `fmnist evaluate` wrote beside the model, under its one name
+    assert h["test_accuracy"] == read_evaluation(run_dir).accuracy > 0.7
+    assert h["evaluation"] == str(run_dir / "evaluation.json")
     assert h["classes"] == list(fashion.classes) and h["limits"]["max_files"] == 4
+    # evaluation only wrote beside the model: model.pt is byte for byte what the trainer left
+    trained = trained_run("fastcnn-whiten", evaluated=False) / "model.pt"
+    assert (run_dir / "model.pt").read_bytes() == trained.read_bytes()
 
 
-def test_test_accuracy_is_found_under_the_names_evaluations_use():
-    from fmnist.serve.app import recorded_test_accuracy
+def test_health_reports_only_an_evaluation_of_this_model(run_dir, tmp_path):
+    """No evaluation file: "not evaluated". An evaluation of an earlier model.pt, a TTA one, another
+    spelling of the accuracy or a damaged file are never taken for this model's figure."""
+    from fmnist.serve.app import create_app
 
-    assert recorded_test_accuracy({"test_acc": 0.91, "val_acc": 0.9}) == 0.91
-    assert recorded_test_accuracy({"test_accuracy": 0.9}) == 0.9
-    assert recorded_test_accuracy({"test": {"accuracy": 0.8}}) == 0.8
-    assert recorded_test_accuracy({"val_acc": 0.9}) is None
+    shutil.copy(run_dir / "model.pt", tmp_path / "model.pt")
+    plain = json.loads((run_dir / "evaluation.json").read_text())
+    evaluation = tmp_path / "evaluation.json"
+    with TestClient(create_app(tmp_path)) as c:
+
+        def health() -> tuple[float | None, str]:
+            h = c.get("/health").json()
+            return h["test_accuracy"], h["evaluation"]
+
+        assert health() == (None, "not evaluated")
+        evaluation.write_text(json.dumps(plain))  # evaluated while the server runs: read on each request
+        assert health() == (plain["accuracy"], str(evaluation))
+        tta = {**plain, "accuracy": 0.99, "tta": "flip"}
+        (tmp_path / "evaluation-flip-tta.json").write_text(json.dumps(tta))
+        assert health() == (plain["accuracy"], str(evaluation))  # the TTA score has its own file
+        evaluation.write_text(json.dumps({**plain, "model_sha256": "0123456789abcdef"}))
+        accuracy, why = health()
+        assert accuracy is None and why == f"not evaluated ({evaluation} scored an earlier model.pt)"
+        for text in (json.dumps({"test_accuracy": 0.9}), "{", json.dumps({**plain, "accuracy": "0.9"})):
+            evaluation.write_text(text)
+            accuracy, why = health()
+            assert accuracy is None and why.startswith(f"not evaluated ({evaluation}: ") and "\n" not in why
 
 
-def test_health_copes_with_numpy_metrics(run_dir, tmp_path):
+def test_model_files_are_read_as_data(run_dir, tmp_path):
+    """fmnist's own save turns numpy values into plain numbers, so the file loads and /health shows
+    them; a model.pt pickled with numpy objects by something else is refused in one line, not run."""
     import torch
 
+    from fmnist.errors import FmnistError
     from fmnist.models.checkpoint import save
     from fmnist.serve.app import create_app
 
-    record = torch.load(run_dir / "model.pt", weights_only=False)
+    record = torch.load(run_dir / "model.pt", weights_only=True)
     record["metrics"] = {
-        "test_acc": np.float32(0.875),
+        "val_acc": np.float32(0.875),
         "confusion": np.eye(2, dtype=np.int64),
         "n": np.int64(3),
     }
-    save(record, tmp_path / "model.pt")
-    with TestClient(create_app(tmp_path)) as c:
+    save(record, tmp_path / "saved" / "model.pt")
+    with TestClient(create_app(tmp_path / "saved")) as c:
         h = c.get("/health")
-        assert h.status_code == 200 and h.json()["test_accuracy"] == 0.875 and h.json()["metrics"]["n"] == 3
+        assert h.status_code == 200
+        assert h.json()["metrics"] == {"val_acc": 0.875, "confusion": [[1, 0], [0, 1]], "n": 3}
+    (tmp_path / "pickled").mkdir()
+    torch.save(record, tmp_path / "pickled" / "model.pt")
+    with pytest.raises(FmnistError, match=r"refused: it holds a Python object \(numpy") as caught:
+        create_app(tmp_path / "pickled")
+    assert "\n" not in str(caught.value)
 
 
 def test_openapi_schema(client):
@@ -268,15 +305,17 @@ ONNX_SERVE = textwrap.dedent(
     Image.fromarray(np.load(sys.argv[2])).save(buffer, format="PNG")
     r = c.post("/predict", files={"files": ("a.png", buffer.getvalue(), "image/png")})
     assert r.status_code == 200, r.text
-    assert c.get("/health").json()["backend"] == "onnx"
+    health = c.get("/health").json()
+    assert health["backend"] == "onnx"
     assert c.get("/samples?n=4").status_code == 200
     assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
-    print(r.json()["predictions"][0]["top"][0]["index"])
+    print(r.json()["predictions"][0]["top"][0]["index"], health["test_accuracy"])
     """
 )
 
 
-def test_onnx_backend_serves_without_torch(onnx_path, tmp_path, test_images, test_proba):
+def test_onnx_backend_serves_without_torch(onnx_path, run_dir, tmp_path, test_images, test_proba):
+    """Also: the export names its model.pt by digest, so the evaluation beside it is reported."""
     np.save(tmp_path / "x.npy", test_images[7])
     done = subprocess.run(
         [sys.executable, "-c", ONNX_SERVE, str(onnx_path), str(tmp_path / "x.npy")],
@@ -285,7 +324,9 @@ def test_onnx_backend_serves_without_torch(onnx_path, tmp_path, test_images, tes
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout) == int(test_proba[7].argmax())
+    index, accuracy = done.stdout.split()
+    assert int(index) == int(test_proba[7].argmax())
+    assert float(accuracy) == json.loads((run_dir / "evaluation.json").read_text())["accuracy"]
 
 
 def free_port() -> int:

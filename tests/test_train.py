@@ -1,6 +1,7 @@
 """The trainer on the real Fashion-MNIST files, with tiny settings (a few thousand images, width 8).
 
-- the loop learns: far above chance after two short epochs, loss falling, model.pt = best epoch;
+- the loop learns: validation accuracy in a band around the measured value after two short epochs,
+  loss falling, model.pt = best epoch, scores independent of the batch (eval mode);
 - resume: a run SIGKILLed in the middle of an epoch and resumed ends bit-identical to an
   uninterrupted one (CPU, same seed), with one metrics row per epoch;
 - the test split is never read by ``fmnist train``; the validation split is disjoint from training;
@@ -36,28 +37,18 @@ from fmnist.train import PRESETS, TrainConfig, fit, load_training_data, make_con
 from fmnist.train.augment import random_crop, random_erase, random_flip
 from fmnist.train.loop import lr_at, predict_logits
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
-pytestmark = pytest.mark.skipif(
-    not (REAL / "train-images-idx3-ubyte.gz").exists(), reason="needs the system Fashion-MNIST"
-)
+# The real data wherever `fmnist data fetch` put it (missing data fails), one torch thread: with other
+# jobs on the two cores, a second OpenMP thread mostly spins and waits.
+pytestmark = pytest.mark.usefixtures("real_data", "one_torch_thread")
 
-TINY = {"model": "fastcnn", "width": 8, "threads": 1, "seed": 0}  # ~9k parameters, ~5k images/s on one thread
-# One thread: with other jobs on the two cores, a second OpenMP thread mostly spins and waits.
-
-
-@pytest.fixture(scope="module")
-def data_cache(tmp_path_factory) -> Path:
-    """One decompressed-array cache for this module: the real files are verified and unpacked once."""
-    return tmp_path_factory.mktemp("fmnist-cache-train")
-
-
-@pytest.fixture(autouse=True)
-def _shared_cache(data_cache, monkeypatch):
-    monkeypatch.setenv("FMNIST_CACHE", str(data_cache))  # after conftest's per-test cache: this one wins
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)  # fit() sets the thread count; leave the process as we found it
+# ~9k parameters, ~5k images/s on one thread; fp32 (bf16=False): the same numbers on every kind of CPU.
+TINY = {"model": "fastcnn", "width": 8, "threads": 1, "seed": 0, "bf16": False}
+# Best validation accuracy of TINY on 3,000 images (2,700 train / 300 val), two epochs: 0.7067 measured
+# with oneDNN's AVX-512 kernels (this dev box, AMD Zen 5) and 0.7167 with its AVX2 kernels
+# (ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2, as on the AVX2-only CI machine): 3 of 300 images.
+# Seeds 0-4 give 0.68-0.71 (sd 0.009). The margin, 0.04, is 4x the kernel-to-kernel difference and over
+# 4 sd of the seeds, so a 4-point regression fails. Remeasure when the default recipe changes on purpose.
+VAL_ACCURACY, VAL_MARGIN = 0.707, 0.04
 
 
 def fmnist_train(*args: str) -> list[str]:
@@ -67,14 +58,14 @@ def fmnist_train(*args: str) -> list[str]:
 # ---------------------------------------------------------------- the loop learns
 
 
-def test_two_short_epochs_learn_far_above_chance(tmp_path):
+def test_two_short_epochs_learn_to_the_measured_band(tmp_path):
     cfg = make_config(**TINY, train_limit=3000, epochs=2)
     result = train(cfg, tmp_path / "run", log=None)
     losses = [row["train_loss"] for row in result.history]
     val = [row["val_acc"] for row in result.history]
     assert len(result.history) == 2
     assert losses[1] < losses[0]
-    assert max(val) > 0.6, val  # chance is 0.1
+    assert VAL_ACCURACY - VAL_MARGIN <= max(val) <= VAL_ACCURACY + VAL_MARGIN, val  # chance is 0.1
     assert result.best_val_acc == max(val) and result.best_epoch == 1 + val.index(max(val))
 
     # model.pt is the best epoch and scores on the validation split what the log says.
@@ -82,8 +73,11 @@ def test_two_short_epochs_learn_far_above_chance(tmp_path):
     assert len(data.train_y) + len(data.val_y) == 3000 and len(data.val_y) >= 10
     loaded = load_model(tmp_path / "run")
     assert loaded.record["epoch"] == result.best_epoch
-    preds = loaded.predict_proba(data.val_x[:, 0].numpy()).argmax(1)
-    assert (preds == data.val_y.numpy()).mean() == pytest.approx(result.best_val_acc, abs=1e-6)
+    probs = loaded.predict_proba(data.val_x[:, 0].numpy())
+    assert (probs.argmax(1) == data.val_y.numpy()).mean() == pytest.approx(result.best_val_acc, abs=1e-6)
+    # In eval mode an image's scores do not depend on its batch (BatchNorm in training mode would).
+    alone = np.concatenate([loaded.predict_proba(data.val_x[i : i + 1, 0].numpy()) for i in range(30)])
+    np.testing.assert_allclose(alone, probs[:30], atol=1e-5)
     assert loaded.mean == pytest.approx(data.mean) and loaded.std == pytest.approx(data.std)
     assert loaded.record["config"] == cfg.to_dict()
     rows = fmnist.fsio.read_jsonl(tmp_path / "run" / "metrics.jsonl")

@@ -72,13 +72,15 @@ def test_training_keeps_the_whitened_layer_and_learns(tmp_path: Path, monkeypatc
     whiten_first_layer(expected, data.train_x, data.mean, data.std)
     result = fit(cfg, data, None, log=None, progress_bar=False)
     assert torch.equal(first_conv(result.model).weight, first_conv(expected).weight)
-    assert result.best_val_acc > 0.6  # chance is 0.1
+    # Measured on 300 validation images: 0.840 (seed 0, bf16 on an AVX512-BF16 CPU), 0.817 in fp32, seeds 1-2
+    # 0.813-0.840; 0.767 without --whiten. The band (0.840 -0.055/+0.055) fails a lost whitening gain.
+    assert 0.785 <= result.best_val_acc <= 0.895, result.best_val_acc
 
 
 def test_whiten_on_a_model_without_a_grayscale_conv_is_a_config_error(monkeypatch, tmp_path):
     from fmnist.train import trainer
 
-    monkeypatch.setattr(trainer, "build_model", lambda *a, **k: nn.Sequential(nn.Conv2d(3, 4, 3)))
+    monkeypatch.setattr(trainer, "build_from_config", lambda *a, **k: nn.Sequential(nn.Conv2d(3, 4, 3)))
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
     cfg = make_config(whiten=True, epochs=1, train_limit=200, threads=1)
     data = load_training_data(cfg, torch.device("cpu"))

@@ -1,7 +1,8 @@
 """The ``fmnist`` command: one subcommand per stage, each registered by its own module.
 
 Every user error (:class:`fmnist.errors.FmnistError`) ends as one line on stderr and exit
-status 2; a missing optional dependency names the extra to install. Heavy imports (torch)
+status 2; a missing optional dependency names the extra to install; an unexpected exception (a
+bug) is one line too, with exit status 3 (``FMNIST_DEBUG=1`` re-raises it with its traceback). Heavy imports (torch)
 happen inside the subcommands, so ``fmnist --help`` stays fast.
 """
 
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fmnist import __version__
 from fmnist.errors import FmnistError
@@ -44,6 +49,22 @@ EXTRAS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        say_error(f"{self.prog}: error: {message} (see: {self.prog} --help)")
+        sys.exit(2)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception so every ``finally`` and atomic write cleans up."""
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keep the examples' line breaks and show defaults (not a meaningless "default: None")."""
 
@@ -54,7 +75,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="fmnist",
         description="A convolutional network for Fashion-MNIST: data, training, evaluation, use.",
         epilog="Example:\n  fmnist data fetch && fmnist run\n\nRun `fmnist COMMAND --help` for each command.",
@@ -63,14 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("fmnist"):
-                continue  # a stage not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
+
+
+def say_error(message: str, limit: int = 400) -> None:
+    """Print an error as exactly one line on stderr, however many lines the exception held."""
+    line = " ".join(message.split())
+    print(line if len(line) <= limit else line[: limit - 3] + "...", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,11 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         result = args.func(args)
         return int(result or 0)
     except FmnistError as exc:
-        print(f"fmnist: error: {exc}", file=sys.stderr)
+        say_error(f"fmnist: error: {exc}")
         return exc.exit_code
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
@@ -94,12 +117,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("fmnist: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         return 1
-    except (OSError, MemoryError) as exc:
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"fmnist: error: {where}{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+    except MemoryError:
+        print("fmnist: error: out of memory; try a smaller --batch-size or model", file=sys.stderr)
         return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        say_error(f"fmnist: error: {where}{getattr(exc, 'strerror', None) or exc}")
+        return 1
+    except Exception as exc:  # a bug, not a user error: still one line, the traceback on request
+        if os.environ.get("FMNIST_DEBUG"):
+            raise
+        say_error(
+            f"fmnist: internal error: {type(exc).__name__}: {exc} (a bug: please report it; "
+            "FMNIST_DEBUG=1 shows the traceback)"
+        )
+        return 3
 
 
 def add_command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
@@ -116,3 +153,26 @@ def add_group(sub, name: str, help: str, description: str, example: str):
     """A command with actions of its own (``fmnist data fetch``): returns the actions' subparsers."""
     group = add_command(sub, name, help, description, example)
     return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+DEVICE_HELP = "where the model runs: auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps"
+# predict and serve: a request is a few pictures, which a small CNN classifies in milliseconds on the CPU.
+CPU_BY_DEFAULT = "why cpu: a few pictures at a time need no GPU, and ONNX models run on the CPU only"
+DATA_DIR_HELP = (
+    "folder holding the four IDX files (.gz or raw); default: $FMNIST_DATA_DIR, the cache, "
+    "the system copy (skipped when $FMNIST_NO_SYSTEM_DATA=1)"
+)
+
+
+def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto", note: str = "") -> None:
+    """``--device``, one help text for every command; ``note``: what it is for, or why the default is not auto."""
+    parser.add_argument("--device", default=default, help=DEVICE_HELP + (f" ({note})" if note else ""))
+
+
+def add_data_dir_arg(parser: argparse.ArgumentParser, use: str = "", download: bool = True) -> None:
+    """``--data-dir``, one help text and one default (None: the usual search) for every command.
+
+    ``use`` says what the command reads the data for; ``download=False`` for one that never downloads.
+    """
+    where = ", then download" if download else "; never downloaded here"
+    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP + where + (f"; {use}" if use else ""))

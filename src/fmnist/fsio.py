@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import signal
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -15,13 +19,22 @@ from typing import IO, Any
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync and rename it over ``path``.
 
-    On any exception the temporary file is removed and ``path`` keeps its old content.
+    On any exception the temporary file is removed and ``path`` keeps its old content. A ``path``
+    that exists and is not a regular file (a device such as ``/dev/null``, a FIFO, a socket, a
+    folder; or a link to one) is refused with an OSError before anything is written: renaming over
+    it would replace the device node itself.
     """
     path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None  # missing (or a dangling link): a new file
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EEXIST, "exists and is not a regular file; not replaced", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.fchmod(fd, usual_mode())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -33,10 +46,57 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+@contextlib.contextmanager
+def cleanup_on_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into an exception while the block runs, so its ``finally`` cleanup runs.
+
+    The default action of SIGTERM kills the process at once and leaves temporary files behind.
+    Inside the block the first signal calls the handler that was installed before (the CLI's
+    raises its own exception) or raises :class:`KeyboardInterrupt`; further signals are ignored
+    so they cannot cut the cleanup short. A signal the process ignores stays ignored. The old
+    handlers are restored on exit. Outside the main thread (where handlers cannot be set) it does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+    old = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal fired
+        if fired:
+            return  # already unwinding: let the cleanup finish
+        fired = True
+        previous = old.get(signum)
+        if callable(previous):
+            previous(signum, frame)  # e.g. the CLI's handler, or Python's KeyboardInterrupt for SIGINT
+        raise KeyboardInterrupt
+
+    for sig, previous in old.items():
+        if previous is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            if previous is not signal.SIG_IGN:
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def usual_mode(directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file (0666) or folder (0777) under the umask.
+
+    ``tempfile.mkstemp``/``mkdtemp`` make 0600/0700; a temporary that becomes the final output
+    should get this instead.
+    """
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -63,18 +123,24 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.fsync(fh.fileno())
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL log, ignoring a final partial line left by a kill."""
+def read_jsonl(path: str | os.PathLike, *, strict: bool = False) -> list[dict]:
+    """Read a JSONL log, ignoring a final partial line left by a kill.
+
+    ``strict``: any other line that is not JSON raises ValueError naming it, for callers that must
+    not take (and later append to) a file that is not their log; by default such lines are skipped.
+    """
     path = Path(path)
     if not path.exists():
         return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            if strict and number < len(lines):  # a complete line (the last one has no newline yet)
+                raise ValueError(f"{path}: line {number} is not JSON") from None
     return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmnist.cli import add_command
+from fmnist.cli import add_command, add_data_dir_arg, add_device_arg
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
         example="fmnist run --out runs/main",
     )
     p.add_argument("--dataset", default="fashion")
-    p.add_argument("--data-dir", default=None)
+    add_data_dir_arg(p)
     p.add_argument(
         "--preset",
         default=None,
@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument(
         "--train-limit", type=int, default=None, help="train on the first N images only (smoke runs)"
     )
-    p.add_argument("--device", default="auto")
+    add_device_arg(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -37,9 +37,9 @@ def cmd_run(args) -> int:
 
     import torch
 
-    from fmnist.data.cli import format_summary, summary
     from fmnist.data.loader import load_dataset
-    from fmnist.evaluate.cli import format_evaluation
+    from fmnist.data.summary import format_summary, summary
+    from fmnist.evaluate.record import format_evaluation
     from fmnist.evaluate.report import evaluate_run
     from fmnist.train.config import make_config
     from fmnist.train.device import default_preset, preset_size_note, resolve_device
@@ -62,10 +62,10 @@ def cmd_run(args) -> int:
     if note:
         print(note)
     result = train(cfg, run_dir)
-    figures = evaluate_run(run_dir, args.data_dir, device)
-    print("\n" + format_evaluation(figures))
+    evaluation = evaluate_run(run_dir, args.data_dir, device)
+    print("\n" + format_evaluation(evaluation))
     print(
-        f"\nrun folder: {run_dir}\ntest accuracy: {figures['accuracy']:.4f} "
+        f"\nrun folder: {run_dir}\ntest accuracy: {evaluation.accuracy:.4f} "
         f"(training {result.train_time_s:.0f} s on {device}, torch {torch.__version__})"
     )
     return 0

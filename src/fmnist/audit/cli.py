@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from fmnist.cli import add_command
-from fmnist.data.cli import add_source_args
+from fmnist.cli import add_command, add_device_arg
+from fmnist.data.cli import add_source_args, load_or_fetch
 
 
 def register(sub) -> None:
@@ -44,7 +44,7 @@ def register(sub) -> None:
         "--limit", type=int, default=None, help="audit only the first N images of each split (quick runs)"
     )
     p.add_argument("--seed", type=int, default=0, help="seeds the folds and the fold models")
-    p.add_argument("--device", default="auto", help="device for the fold models: auto, cpu, cuda")
+    add_device_arg(p, note="for the fold models")
     p.add_argument(
         "--threads",
         type=int,
@@ -62,7 +62,6 @@ def cmd_audit(args) -> int:
     from fmnist.audit.labels import audit_config
     from fmnist.audit.report import audit
     from fmnist.errors import ConfigError
-    from fmnist.viz.embed import load_named
 
     threshold = NEAR_RMS if args.threshold is None else args.threshold
     if not threshold >= 0:
@@ -76,7 +75,7 @@ def cmd_audit(args) -> int:
     cfg = None
     if args.label_errors == "cnn":
         if args.run is not None:
-            from fmnist.models.checkpoint import resolve_model_path
+            from fmnist.models.inference import resolve_model_path
 
             resolve_model_path(args.run)  # a missing run is an error before any work
         else:
@@ -85,7 +84,7 @@ def cmd_audit(args) -> int:
             )
     elif args.run is not None:
         raise ConfigError("--run is used only for label errors; drop it or drop --label-errors none")
-    ds = load_named(args.dataset, args.data_dir)
+    ds = load_or_fetch(args.dataset, args.data_dir)
     limit = args.limit
     splits = {
         kind: (np.asarray(ds.split(kind).images[:limit]), np.asarray(ds.split(kind).labels[:limit]))

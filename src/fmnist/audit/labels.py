@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fmnist.models.scoring import accuracy
+
 # The K-fold models: the CPU default net at half width, 3 epochs, no label smoothing (it would cap the
 # confidence) and no random erasing. On 2 CPU cores, 5 folds over all 70,000 images take the time
 # given in benchmarks/RESULTS.md ("Data audit"); each fold model reaches about 90% held-out accuracy.
@@ -139,7 +141,7 @@ def cross_validated_scores(
             result.model, x, data.mean, data.std, cfg.eval_batch_size, cfg.bf16, cfg.channels_last
         )
         probs[held] = torch.softmax(logits, dim=1).cpu().numpy()
-        acc = float((probs[held].argmax(1) == labels[held]).mean())
+        acc = accuracy(probs[held], labels[held])
         say(
             f"fold {k + 1}/{folds}: trained on {len(rest):,}, scored {len(held):,} held-out images, "
             f"accuracy {acc:.4f}, {time.perf_counter() - t0:.0f} s"
@@ -150,7 +152,7 @@ def cross_validated_scores(
 def run_scores(run_dir, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> LabelScores:
     """Score ``images`` (which the run must not have trained on: the test split) with a finished run."""
     from fmnist.errors import ConfigError
-    from fmnist.models.checkpoint import load_model
+    from fmnist.models.inference import load_model
 
     model = load_model(run_dir)
     if tuple(model.classes) != tuple(classes):

@@ -9,7 +9,6 @@ machine, so every figure is also a ratio.
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import statistics
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 from fmnist.fsio import write_json, write_text
+from fmnist.models.inference import logits_of
+from fmnist.models.scoring import accuracy
 
 THRESHOLDS = (0.91, 0.93, 0.94, 0.95, 0.96)
 
@@ -72,18 +73,6 @@ def time_to(curve: list[tuple[float, float]], thresholds=THRESHOLDS) -> dict[str
     return {f"{t:.2f}": _first_at(curve, t) for t in thresholds}
 
 
-@torch.no_grad()
-def tta_logits(
-    model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, flip: bool
-) -> torch.Tensor:
-    from fmnist.train.loop import predict_logits
-
-    logits = predict_logits(model, x_uint8, mean, std)
-    if flip:
-        logits = logits + predict_logits(model, x_uint8.flip(3), mean, std)
-    return logits
-
-
 def inference_rate(
     model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, batch: int = 256
 ) -> float:
@@ -110,7 +99,6 @@ def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.devi
     from fmnist.models.registry import param_count
     from fmnist.train.config import make_config
     from fmnist.train.data import load_training_data
-    from fmnist.train.loop import predict_logits
     from fmnist.train.trainer import fit
 
     cfg = make_config(
@@ -131,15 +119,14 @@ def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.devi
     def score(epoch: int, model: torch.nn.Module, row: dict) -> None:
         nonlocal eval_s
         t0 = time.perf_counter()
-        acc = (predict_logits(model, test_x, data.mean, data.std).argmax(1) == test_y).float().mean().item()
+        acc = accuracy(logits_of(model, test_x, data.mean, data.std), test_y)
         eval_s += time.perf_counter() - t0
         curve.append((row["cum_train_time_s"], acc))
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = fit(cfg, data, None, on_epoch_end=score, log=None, progress_bar=False)
-    logits = predict_logits(result.model, test_x, data.mean, data.std)
-    final = (logits.argmax(1) == test_y).float().mean().item()
+    final = accuracy(logits_of(result.model, test_x, data.mean, data.std), test_y)
     return {
         "recipe": preset,
         "seed": seed,
@@ -177,15 +164,7 @@ def run_reference(
     test_images = test_x[:, 0].cpu().numpy()
 
     def score(epoch: int, model: torch.nn.Module, cum: float) -> None:
-        curve.append(
-            (
-                cum,
-                (reference_logits(model, test_images, device).argmax(1) == test_y.cpu())
-                .float()
-                .mean()
-                .item(),
-            )
-        )
+        curve.append((cum, accuracy(reference_logits(model, test_images, device), test_y.cpu())))
 
     width, depth = bench.reference_resnet
     kwargs = {"width": bench.width or width, "depth": depth} if arch == "resnet" else {}
@@ -401,10 +380,10 @@ def ensemble_scores(rows: list[dict], test_x: torch.Tensor, test_y: torch.Tensor
     probs, tta_accs = [], []
     for r in rows:
         mean, std = r["_norm"]
-        logits = tta_logits(r["_model"], test_x, mean, std, flip=True)
-        tta_accs.append((logits.argmax(1) == test_y).float().mean().item())
-        probs.append(torch.softmax(logits / 2, dim=1))
-    ens = (torch.stack(probs).mean(0).argmax(1) == test_y).float().mean().item()
+        logits = logits_of(r["_model"], test_x, mean, std, flip_tta=True)
+        tta_accs.append(accuracy(logits, test_y))
+        probs.append(torch.softmax(logits, dim=1))
+    ens = accuracy(torch.stack(probs).mean(0), test_y)
     name = rows[0]["recipe"]
     return [
         {
@@ -414,7 +393,3 @@ def ensemble_scores(rows: list[dict], test_x: torch.Tensor, test_y: torch.Tensor
         },
         {"name": f"{name} ensemble of {len(rows)} seeds + flip TTA", "acc": ens, "detail": "softmax average"},
     ]
-
-
-def dump_config(bench: CnnBenchConfig) -> str:
-    return json.dumps(asdict(bench), indent=2)

@@ -41,10 +41,14 @@ def verify_file(path: Path, resource: Resource, memo: VerifyMemo | None = None) 
     """Return how ``path`` verified (OFFICIAL or CONTENT); raise ChecksumMismatch or IdxError otherwise."""
     if memo is not None and (how := memo.get(path, resource)):
         return how
+    size, cap = path.stat().st_size, resource.max_download_bytes
+    if size > cap:  # hashing (or gunzipping) a huge file would take long and prove nothing
+        raise ChecksumMismatch(f"{path}: {size} bytes, more than any copy of {resource.filename} ({cap})")
     if md5_file(path) == resource.gz_md5:
         how = OFFICIAL
     else:
-        content = read_bytes(path)  # raises IdxError for a truncated or non-gzip file
+        # raises IdxError for a truncated or non-gzip file, or one that decompresses past the known size
+        content = read_bytes(path, resource.content_size)
         got = md5_bytes(content)
         if resource.content_md5 is None or got != resource.content_md5:
             expected = resource.content_md5 or f"(.gz) {resource.gz_md5}"

@@ -4,20 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-from fmnist.cli import HelpFormatter, add_group
+from fmnist.cli import HelpFormatter, add_data_dir_arg, add_group
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """``--dataset`` and ``--data-dir``: shared by every command that reads the data."""
     parser.add_argument("--dataset", default="fashion", help="data set name: fashion or mnist")
-    parser.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder holding the four IDX files (.gz or raw); default: $FMNIST_DATA_DIR, the cache, "
-        "the system copy (skipped when $FMNIST_NO_SYSTEM_DATA=1), then download",
+    add_data_dir_arg(parser)
+
+
+def load_or_fetch(name: str, data_dir: str | None):
+    """``load_dataset`` for a command: a download is announced on stdout (so stderr holds only a final
+    error), and a data set that cannot be had (e.g. MNIST offline) is one line naming the way out."""
+    from fmnist.data.loader import load_dataset
+    from fmnist.data.registry import get_spec
+    from fmnist.errors import DataError
+
+    spec = get_spec(name)
+    if data_dir is not None:
+        return load_dataset(name, data_dir)  # its errors already name the folder
+    try:
+        return load_dataset(name, download=False)
+    except DataError:
+        pass  # not here yet: download it
+    print(
+        f"{spec.title} not found locally: downloading it (as `fmnist data fetch --dataset {name}` would)",
+        flush=True,
     )
+    try:
+        return load_dataset(name, quiet=True)
+    except DataError as exc:
+        raise DataError(
+            f"{spec.title} is not available here ({exc}); put its four IDX files in a folder and pass --data-dir"
+        ) from None
 
 
 def register(sub) -> None:
@@ -43,8 +65,14 @@ def register(sub) -> None:
         default=None,
         help="base URL to download from (repeatable); replaces the built-in mirrors",
     )
-    fetch.add_argument("--retries", type=int, default=3, help="attempts per mirror")
-    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds per connection")
+    fetch.add_argument("--retries", type=int, default=3, help="attempts per mirror (1 to 20)")
+    fetch.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a connection or data; a transfer slower than 16 KiB per this many "
+        "seconds is abandoned as stalled",
+    )
     fetch.set_defaults(func=cmd_fetch)
 
     verify = dsub.add_parser(
@@ -79,6 +107,11 @@ def register(sub) -> None:
     exp.add_argument("--out", type=Path, default=Path("exported"), help="output folder")
     exp.add_argument("--split", choices=("train", "t10k", "both"), default="both")
     exp.add_argument("--limit", type=int, default=None, help="only the first N images of each split")
+    exp.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an output that is not an earlier export's (files the export did not write are kept)",
+    )
     exp.set_defaults(func=cmd_export)
 
     sprite = dsub.add_parser(
@@ -96,12 +129,45 @@ def register(sub) -> None:
     sprite.set_defaults(func=cmd_sprite)
 
 
+MAX_SPRITE_COLUMNS = 500  # 14,000 pixels wide; more is a typo, not a picture
+
+
+def check_image_out(out: Path, ds) -> None:
+    """Refuse a picture output that is a folder, one of the data files, or an existing non-PNG file."""
+    from fmnist.data.export import _inputs
+    from fmnist.errors import DataError
+
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; --out names the PNG file to write")
+    try:
+        resolved = out.resolve()
+    except (OSError, RuntimeError):
+        return
+    if resolved in _inputs(ds):
+        raise DataError(f"{out}: is one of the data files being read; choose another --out")
+    if os.path.exists(out) and not out.is_file():  # a device, FIFO or socket: never read or replaced
+        raise DataError(f"{out}: exists and is not a regular file; not replaced (choose another --out)")
+    if out.is_file():
+        try:
+            with open(out, "rb") as fh:
+                head = fh.read(8)
+        except OSError:
+            return  # the atomic write will say what is wrong
+        if head and head != b"\x89PNG\r\n\x1a\n":
+            raise DataError(f"{out}: exists and is not a PNG picture; not replaced (choose another --out)")
+
+
 def cmd_fetch(args) -> int:
+    from fmnist.data.download import check_mirrors, check_settings
     from fmnist.data.sources import locate
     from fmnist.errors import ConfigError
 
-    if args.retries < 1 or args.timeout <= 0:
-        raise ConfigError("--retries must be at least 1 and --timeout positive")
+    try:
+        check_settings(args.retries, args.timeout)
+        if args.mirror is not None:
+            args.mirror = check_mirrors(args.mirror)
+    except ConfigError as exc:
+        raise ConfigError(f"--{exc}") from None  # "--retries must ...", "--mirror ..."
     files = locate(
         args.dataset, args.data_dir, mirrors=args.mirror, retries=args.retries, timeout=args.timeout
     )
@@ -119,53 +185,9 @@ def cmd_verify(args) -> int:
     return 0
 
 
-def summary(ds) -> dict:
-    """The data summary: what ``fmnist data info`` prints and ``make run`` shows."""
-    import numpy as np
-
-    out = {
-        "dataset": ds.spec.title,
-        "source": ds.files.origin,
-        "directory": str(ds.files.directory),
-        "fingerprint": ds.fingerprint,
-        "files": {
-            k: {"path": str(p), "verified": ds.files.verified.get(k)} for k, p in ds.files.paths.items()
-        },
-        "splits": {},
-    }
-    for kind in ("train", "t10k"):
-        split = ds.split(kind)
-        counts = np.bincount(np.asarray(split.labels), minlength=len(ds.classes))
-        out["splits"][kind] = {
-            "images": len(split),
-            "shape": list(split.images.shape[1:]),
-            "per_class": {name: int(c) for name, c in zip(ds.classes, counts, strict=True)},
-        }
-    out["total_images"] = sum(s["images"] for s in out["splits"].values())
-    return out
-
-
-def format_summary(info: dict) -> str:
-    lines = [
-        f"{info['dataset']}: {info['total_images']:,} images, verified "
-        f"(fingerprint {info['fingerprint']}), from {info['source']} ({info['directory']})",
-    ]
-    for key, f in info["files"].items():
-        lines.append(f"  {key:<13} {f['verified']}  {f['path']}")
-    classes = list(info["splits"]["train"]["per_class"])
-    width = max(len(c) for c in classes)
-    lines.append(f"  {'class':<{width}}  {'train':>7}  {'t10k':>7}")
-    for c in classes:
-        tr = info["splits"]["train"]["per_class"][c]
-        te = info["splits"]["t10k"]["per_class"][c]
-        lines.append(f"  {c:<{width}}  {tr:>7,}  {te:>7,}")
-    tr_n, te_n = info["splits"]["train"]["images"], info["splits"]["t10k"]["images"]
-    lines.append(f"  {'total':<{width}}  {tr_n:>7,}  {te_n:>7,}")
-    return "\n".join(lines)
-
-
 def cmd_info(args) -> int:
     from fmnist.data.loader import load_dataset
+    from fmnist.data.summary import format_summary, summary
 
     info = summary(load_dataset(args.dataset, args.data_dir, quiet=False))
     print(json.dumps(info, indent=2) if args.json else format_summary(info))
@@ -181,7 +203,7 @@ def cmd_export(args) -> int:
         raise ConfigError("--limit must be a positive number of images")
     ds = load_dataset(args.dataset, args.data_dir, quiet=False)
     kinds = ("train", "t10k") if args.split == "both" else (args.split,)
-    for path in export(ds, args.out, args.format, kinds, args.limit):
+    for path in export(ds, args.out, args.format, kinds, args.limit, force=args.force):
         print(path)
     return 0
 
@@ -193,9 +215,12 @@ def cmd_sprite(args) -> int:
     from fmnist.errors import ConfigError
     from fmnist.viz.sprite import make_sprite, save_sprite
 
-    if args.columns < 1:
-        raise ConfigError("--columns must be positive")
+    if not 1 <= args.columns <= MAX_SPRITE_COLUMNS:
+        raise ConfigError(f"--columns must be positive and at most {MAX_SPRITE_COLUMNS}, got {args.columns}")
+    if not 0 <= args.seed < 2**32:
+        raise ConfigError(f"--seed must be in [0, 2^32), got {args.seed}")
     ds = load_dataset(args.dataset, args.data_dir, quiet=False)
+    check_image_out(args.out, ds)
     split = ds.split(args.split)
     canvas = make_sprite(
         np.asarray(split.images), np.asarray(split.labels), len(ds.classes), 3, args.columns, args.seed

@@ -8,6 +8,7 @@ big-endian uint32; then the values, big-endian, row-major. Any malformed input r
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -78,22 +79,40 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The decompressed bytes of ``path``: gunzipped when it is gzip (by content, not by name)."""
+MAX_BYTES = 2 << 30  # 2 GiB: more than any IDX data set this toolkit reads (Fashion-MNIST: 47 MB)
+
+
+def read_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The decompressed bytes of ``path``: gunzipped when it is gzip (by content, not by name).
+
+    At most ``limit`` bytes (default ``MAX_BYTES``) are read or decompressed: a huge file or a
+    small gzip bomb is a one-line IdxError, not an exhausted memory.
+    """
     path = Path(path)
+    limit = MAX_BYTES if limit is None else limit
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise IdxError(f"{path}: {size} bytes, more than the {limit} an IDX file here may hold")
+            raw = fh.read(limit + 1)
     except FileNotFoundError:
         raise IdxError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise IdxError(f"{path}: is a folder, not an IDX file") from None
     except OSError as exc:
         raise IdxError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > limit:  # a file that grew, or a device that does not report its size
+        raise IdxError(f"{path}: more than the {limit} bytes an IDX file here may hold")
     if raw[:2] == GZIP_MAGIC:
         try:
-            return gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+                data = gz.read(limit + 1)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise IdxError(f"{path}: truncated or corrupt gzip data ({exc})") from None
+        if len(data) > limit:
+            raise IdxError(f"{path}: decompresses to more than the {limit} bytes an IDX file here may hold")
+        return data
     if path.suffix == ".gz":
         raise IdxError(f"{path}: not a gzip file (expected 1f 8b, found {raw[:2].hex() or 'nothing'})")
     return raw

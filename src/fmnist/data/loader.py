@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from fmnist.data.idx import read_idx
 from fmnist.data.registry import SPLITS, DatasetSpec
 from fmnist.data.sources import DataFiles, dataset_cache, locate
 from fmnist.errors import DataError
+from fmnist.fsio import atomic_open
 
 
 def _check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
@@ -95,23 +98,68 @@ def fingerprint(files: DataFiles) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()[:12]
 
 
-def _cached_array(files: DataFiles, key: str) -> np.ndarray:
-    """A memory map of the decompressed array, written once (atomically) next to the raw files' cache."""
-    cache = dataset_cache(files.spec) / "arrays" / f"{key}-{_content_key(files, key)[:12]}.npy"
-    if cache.exists():
+_STALE_TEMP_AGE = 3600.0  # seconds: a temporary cache file older than this was left by a dead process
+_cache_note_given = False
+
+
+def _cache_note(directory: Path, exc: OSError) -> None:
+    """Say once per process that the array cache is not being written, and why."""
+    global _cache_note_given
+    if not _cache_note_given:
+        _cache_note_given = True
+        why = exc.strerror or str(exc) or type(exc).__name__
+        print(
+            f"note: cannot write the array cache in {directory} ({why}); reading without it", file=sys.stderr
+        )
+
+
+def _sweep_stale_temps(directory: Path) -> None:
+    """Remove temporary files that a killed process (or an older release) left in the cache folder.
+
+    Both ``.NAME.PID.tmp.npy`` (before fsio.atomic_open was used here) and atomic_open's
+    ``.NAME.XXXX.tmp``; only old ones, so a concurrent writer's file is left alone.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and (name.endswith(".tmp.npy") or name.endswith(".tmp"))):
+            continue
         try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > _STALE_TEMP_AGE:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def _cached_array(files: DataFiles, key: str) -> np.ndarray:
+    """A memory map of the decompressed array, written once (atomically) next to the raw files' cache.
+
+    The cache is only a speed-up: when it cannot be written (a full disk, a read-only or missing
+    folder) the array read from the IDX file is returned, with a one-line note, and no temporary
+    file is left behind (fsio.atomic_open removes it on every error path).
+    """
+    cache = dataset_cache(files.spec) / "arrays" / f"{key}-{_content_key(files, key)[:12]}.npy"
+    try:
+        if cache.is_file():
             return np.load(cache, mmap_mode="r")
-        except (OSError, ValueError):
-            pass  # a damaged cache file is rebuilt below
+    except (OSError, ValueError):
+        pass  # a damaged cache file is rebuilt below
     array = read_idx(files.paths[key])
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, cache)
+        _sweep_stale_temps(cache.parent)
+        with atomic_open(cache, "wb") as fh:
+            np.save(fh, array)
+    except OSError as exc:
+        _cache_note(cache.parent, exc)
+        return array  # still correct, just not memory-mapped next time
+    try:
         return np.load(cache, mmap_mode="r")
-    except OSError:
-        return array  # read-only cache: still correct, just not memory-mapped next time
+    except (OSError, ValueError):
+        return array
 
 
 def load_dataset(

@@ -17,6 +17,22 @@ class Resource:
     gz_md5: str  # MD5 of the .gz as published (the README's table)
     content_md5: str | None  # MD5 of the decompressed IDX bytes; lets re-compressed copies verify
     size: int | None = None  # bytes of the published .gz, for the progress bar
+    content_size: int | None = None  # bytes of the decompressed IDX file: bounds any download
+
+    @property
+    def max_download_bytes(self) -> int:
+        """The most bytes a download of this file may take before the mirror is abandoned.
+
+        A re-compressed copy (Debian's rewrites the gzip headers) differs from ``size`` by a few
+        bytes, and gzip never grows data by more than its stored-block overhead (5 bytes per
+        64 KiB), so the decompressed size plus a small margin is a hard cap any honest mirror
+        stays under. Without a known content size: twice the .gz size; without either: 1 GiB.
+        """
+        if self.content_size is not None:
+            return max(self.size or 0, self.content_size + self.content_size // 100 + 4096)
+        if self.size is not None:
+            return 2 * self.size + 65536
+        return 1 << 30
 
     @property
     def stem(self) -> str:
@@ -59,24 +75,28 @@ FASHION = DatasetSpec(
             "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
             "f4a8712d7a061bf5bd6d2ca38dc4d50a",
             26_421_880,
+            47_040_016,
         ),
         "train-labels": Resource(
             "train-labels-idx1-ubyte.gz",
             "25c81989df183df01b3e8a0aad5dffbe",
             "9018921c3c673c538a1fc5bad174d6f9",
             29_515,
+            60_008,
         ),
         "t10k-images": Resource(
             "t10k-images-idx3-ubyte.gz",
             "bef4ecab320f06d8554ea6380940ec79",
             "8181f5470baa50b63fa0f6fddb340f0a",
             4_422_102,
+            7_840_016,
         ),
         "t10k-labels": Resource(
             "t10k-labels-idx1-ubyte.gz",
             "bb300cfdad3c16e7a12a480ee83cd310",
             "15d484375f8d13e6eb1aabb0c3f46965",
             5_148,
+            10_008,
         ),
     },
     mirrors=(
@@ -95,15 +115,17 @@ MNIST = DatasetSpec(
     resources={
         # Decompressed-content MD5s are not recorded for MNIST: only the official .gz verifies.
         "train-images": Resource(
-            "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422
+            "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422, 47_040_016
         ),
         "train-labels": Resource(
-            "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", None, 28_881
+            "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", None, 28_881, 60_008
         ),
         "t10k-images": Resource(
-            "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", None, 1_648_877
+            "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", None, 1_648_877, 7_840_016
         ),
-        "t10k-labels": Resource("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", None, 4_542),
+        "t10k-labels": Resource(
+            "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", None, 4_542, 10_008
+        ),
     },
     mirrors=(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmnist.data.checksums import ChecksumMismatch, VerifyMemo, verify_file
-from fmnist.data.download import download
+from fmnist.data.download import check_mirrors, check_settings, download, quarantine
 from fmnist.data.registry import DatasetSpec, get_spec
-from fmnist.errors import DataError, IdxError
+from fmnist.errors import ConfigError, DataError, IdxError
 
 ENV_DATA_DIR = "FMNIST_DATA_DIR"
 ENV_CACHE = "FMNIST_CACHE"
@@ -101,12 +100,8 @@ def _scan(spec: DatasetSpec, directory: Path, memo: VerifyMemo, move_bad: bool) 
             paths[key] = path
         except (ChecksumMismatch, IdxError) as exc:
             if move_bad:
-                aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
-                try:
-                    os.replace(path, aside)
-                    log(f"warning: {exc}; moved aside to {aside.name} and not used")
-                except OSError:
-                    log(f"warning: {exc}; not used")
+                aside = quarantine(path)  # keeps only the newest few NAME.bad-* copies
+                log(f"warning: {exc}; " + (f"moved aside to {aside.name} and " if aside else "") + "not used")
             else:
                 log(f"warning: {exc}; not used")
     return paths, verified
@@ -154,6 +149,11 @@ def locate(
     if mirrors is None:
         env_mirrors = os.environ.get(ENV_MIRROR)
         mirrors = [m for m in env_mirrors.split(",") if m] if env_mirrors else spec.mirrors
+        try:
+            mirrors = check_mirrors(mirrors)
+        except ConfigError as exc:
+            raise ConfigError(f"${ENV_MIRROR}: {exc}" if env_mirrors else str(exc)) from None
+    check_settings(retries, timeout, backoff)
     for key, res in spec.resources.items():
         if key in paths:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fmnist.cli import add_command
+from fmnist.cli import add_command, add_data_dir_arg, add_device_arg
 
 
 def register(sub) -> None:
@@ -13,13 +13,15 @@ def register(sub) -> None:
         "evaluate",
         help="score a run's best model on the test set and write report.md",
         description="Evaluate RUN_DIR/model.pt on the test set: accuracy, per-class precision/recall/F1, "
-        "confusion matrix (table and PNG), the most confidently wrong images (PNG), calibration error.",
+        "confusion matrix (table and PNG), the most confidently wrong images (PNG), calibration error. "
+        "Writes evaluation.json (whose accuracy predict and serve report), report.md, confusion.png and "
+        "errors.png beside the model; with --tta the same names end in -flip-tta. model.pt is not changed.",
         example="fmnist evaluate runs/first --json",
     )
     p.add_argument("run_dir", help="a run folder written by `fmnist train`")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--device", default="auto")
+    add_data_dir_arg(p)
+    add_device_arg(p)
     p.add_argument(
         "--tta",
         action="store_true",
@@ -29,26 +31,15 @@ def register(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from fmnist.evaluate.record import format_evaluation
     from fmnist.evaluate.report import evaluate_run
     from fmnist.train.device import resolve_device
 
-    f = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device), flip_tta=args.tta)
+    evaluation = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device), flip_tta=args.tta)
     if args.json:
-        print(json.dumps({k: v for k, v in f.items() if k != "calibration_bins"}, indent=2))
-        return 0
-    print(format_evaluation(f))
+        figures = evaluation.to_dict()
+        del figures["calibration_bins"]  # in evaluation.json; too long for a terminal
+        print(json.dumps(figures, indent=2))
+    else:
+        print(format_evaluation(evaluation))
     return 0
-
-
-def format_evaluation(f: dict) -> str:
-    lines = [
-        f"test accuracy {f['accuracy']:.4f}{' (flip TTA)' if f.get('tta') else ''}  macro F1 {f['macro_f1']:.4f}  "
-        f"ECE {f['ece']:.4f}  "
-        f"(data fingerprint {f['data_fingerprint']})"
-    ]
-    width = max(len(c) for c in f["per_class"])
-    lines.append(f"  {'class':<{width}}  precision  recall     F1")
-    for name, pc in f["per_class"].items():
-        lines.append(f"  {name:<{width}}  {pc['precision']:9.4f}  {pc['recall']:6.4f}  {pc['f1']:.4f}")
-    lines.append(f"report: {f['run_dir']}/report.md")
-    return "\n".join(lines)

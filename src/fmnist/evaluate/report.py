@@ -1,6 +1,7 @@
 """``evaluate_run``: score a run folder's best model on the test set, write report.md and pictures.
 
-This is the only place the test set is read for a training run: once, at the end.
+This is the only place the test set is read for a training run: once, at the end. What it
+measures is written beside the model (:mod:`fmnist.evaluate.record`); model.pt is only read.
 """
 
 from __future__ import annotations
@@ -14,21 +15,27 @@ import numpy as np
 from fmnist.errors import FmnistError
 from fmnist.evaluate.metrics import confidently_wrong, confusion_matrix, expected_calibration_error, per_class
 from fmnist.evaluate.pictures import confusion_png, gallery_png
+from fmnist.evaluate.record import ConfidentError, Evaluation, model_digest, output_name
 from fmnist.fsio import read_jsonl, write_json, write_text
-from fmnist.models.checkpoint import MODEL_FILE, load_model, load_record, save
+from fmnist.models import load_model
+from fmnist.models.scoring import accuracy
 
-EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.md"
+CONFUSION_FILE = "confusion.png"
+ERRORS_FILE = "errors.png"
+ERRORS_SHOWN = 25  # most confidently wrong images in errors.png and evaluation.json
+OTHER_DATA = "the model was trained on data with another fingerprint"
 
 
 def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    """All the figures for predicted probabilities ``probs`` (n, k) against ``labels``."""
+    """The scores of predicted probabilities ``probs`` (n, k) against ``labels``: the figure fields of
+    :class:`Evaluation` (accuracy, n, per_class, macro_f1, confusion_matrix, ece, calibration_bins)."""
     preds = probs.argmax(1)
     cm = confusion_matrix(labels, preds, len(classes))
     pc = per_class(cm)
     ece, bins = expected_calibration_error(probs, labels)
     return {
-        "accuracy": float((preds == labels).mean()),
+        "accuracy": accuracy(probs, labels),
         "n": int(len(labels)),
         "per_class": {
             name: {
@@ -46,17 +53,32 @@ def evaluate_arrays(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -
     }
 
 
+def confident_errors(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> list[ConfidentError]:
+    """The :data:`ERRORS_SHOWN` wrong answers given with the highest confidence, most confident first."""
+    return [
+        {
+            "index": int(i),
+            "true": classes[labels[i]],
+            "pred": classes[int(probs[i].argmax())],
+            "confidence": float(probs[i].max()),
+        }
+        for i in confidently_wrong(probs, labels, ERRORS_SHOWN)
+    ]
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_dir: str | None = None,
     device: str = "cpu",
     batch_size: int = 1024,
     flip_tta: bool = False,
-) -> dict:
-    """Score ``run_dir/model.pt`` on its data set's test split; write the report files; return the figures.
+) -> Evaluation:
+    """Score ``run_dir/model.pt`` on its data set's test split; write what was measured beside it.
 
-    With ``flip_tta`` each image is scored with its mirror too; the report says so, and model.pt gets
-    ``test_acc_flip_tta`` while its plain ``test_acc`` (what predict and serve deliver) is left alone.
+    Writes report.md, confusion.png, errors.png and, last (a sweep takes it as "finished"),
+    evaluation.json. With ``flip_tta`` each image is scored with its mirror too and the files are
+    ``evaluation-flip-tta.json``, ``report-flip-tta.md``, ...: the plain evaluation, whose accuracy
+    predict and serve report, is left alone. model.pt is never rewritten.
     """
     from fmnist.data.loader import load_dataset
 
@@ -72,50 +94,26 @@ def evaluate_run(
     t0 = time.perf_counter()
     probs = loaded.predict_proba(images, batch_size, flip_tta)
     seconds = time.perf_counter() - t0
-    figures = evaluate_arrays(probs, labels, loaded.classes)
-    figures.update(
-        {
-            "run_dir": str(run_dir),
-            "model": record["arch"],
-            "arch_kwargs": record["arch_kwargs"],
-            "epoch": record["epoch"],
-            "val_acc": record["metrics"].get("val_acc"),
-            "dataset": ds.name,
-            "data_fingerprint": ds.fingerprint,
-            "trained_on_fingerprint": record.get("data_fingerprint"),
-            "inference_images_per_s": len(labels) / max(seconds, 1e-9),
-            "train_time_s": _train_time(run_dir),
-            "tta": "flip" if flip_tta else None,
-        }
+    trained_on = record.get("data_fingerprint")
+    evaluation = Evaluation(
+        **evaluate_arrays(probs, labels, loaded.classes),
+        most_confident_errors=confident_errors(probs, labels, loaded.classes),
+        run_dir=str(run_dir),
+        model=record["arch"],
+        arch_kwargs=record["arch_kwargs"],
+        epoch=record["epoch"],
+        val_acc=record["metrics"].get("val_acc"),
+        dataset=ds.name,
+        data_fingerprint=ds.fingerprint,
+        trained_on_fingerprint=trained_on,
+        model_sha256=model_digest(loaded.path),
+        inference_images_per_s=len(labels) / max(seconds, 1e-9),
+        train_time_s=_train_time(run_dir),
+        tta="flip" if flip_tta else None,
+        warning=None if trained_on in (None, ds.fingerprint) else OTHER_DATA,
     )
-    if figures["trained_on_fingerprint"] not in (None, ds.fingerprint):
-        figures["warning"] = "the model was trained on data with another fingerprint"
-
-    wrong = confidently_wrong(probs, labels, 25)
-    captions = [
-        f"#{i} true {loaded.classes[labels[i]]}\npred {loaded.classes[probs[i].argmax()]} {probs[i].max():.2f}"
-        for i in wrong
-    ]
-    confusion_png(
-        np.array(figures["confusion_matrix"]),
-        loaded.classes,
-        run_dir / "confusion.png",
-        f"{record['arch']} on {ds.spec.title} test: accuracy {figures['accuracy']:.4f}",
-    )
-    gallery_png(images[wrong], captions, run_dir / "errors.png", "Most confidently wrong test images")
-    figures["most_confident_errors"] = [
-        {
-            "index": int(i),
-            "true": loaded.classes[labels[i]],
-            "pred": loaded.classes[int(probs[i].argmax())],
-            "confidence": float(probs[i].max()),
-        }
-        for i in wrong
-    ]
-    write_json(run_dir / EVALUATION_FILE, figures)
-    write_text(run_dir / REPORT_FILE, render_report(figures, loaded.classes, record))
-    _stamp_test_accuracy(run_dir / MODEL_FILE, figures)
-    return figures
+    write_evaluation(evaluation, images, ds.spec.title, record.get("config", {}))
+    return evaluation
 
 
 def _train_time(run_dir: Path) -> float | None:
@@ -123,74 +121,73 @@ def _train_time(run_dir: Path) -> float | None:
     return rows[-1].get("cum_train_time_s") if rows else None
 
 
-def _stamp_test_accuracy(path: Path, figures: dict) -> None:
-    """Record the test accuracy in model.pt so predict/serve can report it (atomic rewrite)."""
-    record = load_record(path)
-    if figures.get("tta"):
-        stamp = {f"test_acc_{figures['tta']}_tta": figures["accuracy"]}
-    else:
-        stamp = {"test_acc": figures["accuracy"], "ece": figures["ece"]}
-    record["metrics"] = {**record.get("metrics", {}), **stamp}
-    save(record, path)
+def write_evaluation(e: Evaluation, images: np.ndarray, dataset_title: str, config: dict) -> None:
+    """The pictures, report.md, then evaluation.json, into ``e.run_dir`` (TTA ones with their suffix)."""
+    run_dir = Path(e.run_dir)
+    title = f"{e.model} on {dataset_title} test: accuracy {e.accuracy:.4f}"
+    confusion_png(
+        np.array(e.confusion_matrix), list(e.per_class), run_dir / output_name(CONFUSION_FILE, e.tta), title
+    )
+    wrong = e.most_confident_errors
+    captions = [f"#{w['index']} true {w['true']}\npred {w['pred']} {w['confidence']:.2f}" for w in wrong]
+    gallery_png(
+        images[[w["index"] for w in wrong]],
+        captions,
+        run_dir / output_name(ERRORS_FILE, e.tta),
+        "Most confidently wrong test images",
+    )
+    write_text(run_dir / output_name(REPORT_FILE, e.tta), render_report(e, config))
+    write_json(run_dir / e.file_name, e.to_dict())
 
 
-def render_report(f: dict, classes: list[str], record: dict) -> str:
-    """report.md: readable on its own, with the config and the pictures beside it."""
-    lines = [
-        f"# Evaluation: {f['model']} on {f['dataset']} test set",
-        "",
-        f"- **Test accuracy: {f['accuracy']:.4f}** on {f['n']:,} images (macro F1 {f['macro_f1']:.4f})"
-        + (" with flip test-time augmentation (each image and its mirror)" if f.get("tta") else ""),
-        f"- Expected calibration error (15 bins): {f['ece']:.4f}",
-        f"- Best epoch {f['epoch']} chosen by validation accuracy {f['val_acc']:.4f} (validation split carved from training data)"
-        if f.get("val_acc") is not None and f["val_acc"] == f["val_acc"]
-        else f"- Epoch {f['epoch']}",
-        f"- Training time: {f['train_time_s']:.1f} s"
-        if f.get("train_time_s")
-        else "- Training time: unknown",
-        f"- Data fingerprint: `{f['data_fingerprint']}` (trained on `{f['trained_on_fingerprint']}`)",
-        f"- Inference: {f['inference_images_per_s']:,.0f} images/s",
-        "",
-        "## Per class",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name in classes:
-        pc = f["per_class"][name]
-        lines.append(
-            f"| {name} | {pc['precision']:.4f} | {pc['recall']:.4f} | {pc['f1']:.4f} | {pc['support']} |"
-        )
-    lines += [
-        "",
-        "## Confusion matrix (rows: true, columns: predicted)",
-        "",
-        "![confusion](confusion.png)",
-        "",
-    ]
-    short = [c[:8] for c in classes]
-    lines.append("| true \\ pred | " + " | ".join(short) + " |")
-    lines.append("|---|" + "---:|" * len(classes))
-    for name, row in zip(classes, f["confusion_matrix"], strict=True):
-        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    lines += [
-        "",
-        "## Most confidently wrong test images",
-        "",
-        "![errors](errors.png)",
-        "",
-        "| index | true | predicted | confidence |",
-        "|---:|---|---|---:|",
-    ]
-    for e in f["most_confident_errors"][:10]:
-        lines.append(f"| {e['index']} | {e['true']} | {e['pred']} | {e['confidence']:.3f} |")
-    lines += [
-        "",
-        "## Training config",
-        "",
-        "```json",
-        json.dumps(record.get("config", {}), indent=2),
-        "```",
-        "",
-    ]
+def _table(header: list[str], align: str, rows: list[list]) -> str:
+    """A Markdown table; ``align`` has one letter per column: l (left) or r (right)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "".join("---|" if a == "l" else "---:|" for a in align)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def render_report(e: Evaluation, config: dict) -> str:
+    """report.md: readable on its own, with the training config and the pictures beside it."""
+    selected = (
+        f"- Best epoch {e.epoch} chosen by validation accuracy {e.val_acc:.4f} "
+        "(validation split carved from training data)"
+        if e.val_acc is not None and e.val_acc == e.val_acc  # NaN: no validation split
+        else f"- Epoch {e.epoch}"
+    )
+    summary = [
+        f"- **Test accuracy: {e.accuracy:.4f}** on {e.n:,} images (macro F1 {e.macro_f1:.4f})"
+        + (" with flip test-time augmentation (each image and its mirror)" if e.tta else ""),
+        f"- Expected calibration error (15 bins): {e.ece:.4f}",
+        selected,
+        f"- Training time: {e.train_time_s:.1f} s" if e.train_time_s else "- Training time: unknown",
+        f"- Data fingerprint: `{e.data_fingerprint}` (trained on `{e.trained_on_fingerprint}`)",
+        f"- Inference: {e.inference_images_per_s:,.0f} images/s",
+    ]
+    per_class_rows = [
+        [name, f"{pc['precision']:.4f}", f"{pc['recall']:.4f}", f"{pc['f1']:.4f}", pc["support"]]
+        for name, pc in e.per_class.items()
+    ]
+    classes = list(e.per_class)
+    error_rows = [
+        [w["index"], w["true"], w["pred"], f"{w['confidence']:.3f}"] for w in e.most_confident_errors[:10]
+    ]
+    sections = [
+        f"# Evaluation: {e.model} on {e.dataset} test set",
+        "\n".join(summary),
+        "## Per class",
+        _table(["class", "precision", "recall", "F1", "support"], "lrrrr", per_class_rows),
+        "## Confusion matrix (rows: true, columns: predicted)",
+        f"![confusion]({output_name(CONFUSION_FILE, e.tta)})",
+        _table(
+            ["true \\ pred", *(c[:8] for c in classes)],
+            "l" + "r" * len(classes),
+            [[name, *row] for name, row in zip(classes, e.confusion_matrix, strict=True)],
+        ),
+        "## Most confidently wrong test images",
+        f"![errors]({output_name(ERRORS_FILE, e.tta)})",
+        _table(["index", "true", "predicted", "confidence"], "rllr", error_rows),
+        "## Training config",
+        "```json\n" + json.dumps(config, indent=2) + "\n```",
+    ]
+    return "\n\n".join(sections) + "\n"

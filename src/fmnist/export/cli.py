@@ -23,17 +23,24 @@ def register(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="output file (default: model.onnx or model.torchscript.pt in the run folder)",
+        help="output file (default: model.onnx or model.torchscript.pt in the run folder); never the model "
+        "or another file of its run; an existing file only if an earlier export wrote it",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out file that is not an fmnist export (never a file of the run)",
     )
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from fmnist.export.exporters import check_export, export
-    from fmnist.models.checkpoint import load_model
+    from fmnist.models.inference import load_model
 
-    path = export(args.run, args.format, args.out)
-    diff = check_export(load_model(args.run), path, args.format)
+    loaded = load_model(args.run, device="cpu")
+    path = export(loaded, args.format, args.out, force=args.force)
+    diff = check_export(loaded, path, args.format)
     size_kb = path.stat().st_size / 1024
     print(
         f"wrote {path} ({args.format}, {size_kb:.0f} KiB); largest |logit difference| vs torch on 256 random images: {diff:.2e}"

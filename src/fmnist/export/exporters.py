@@ -4,7 +4,12 @@ The ONNX graph takes normalised float images ``images`` (batch, 1, 28, 28) with 
 axis and returns ``logits`` (batch, classes). Class names, mean/std, input size, architecture,
 data set, data fingerprint, epoch and metrics travel as ONNX ``metadata_props`` (the
 TorchScript file carries the same as an extra file ``fmnist.json``), so the export describes
-itself like ``model.pt`` does. Writes are atomic.
+itself like ``model.pt`` does.
+
+Exports never destroy a user's file: the output may not be the model being exported or any other
+file of its run folder, and an existing file is replaced only when it is itself an fmnist export
+(or with ``force``). Writes go to a temporary file beside the output and are renamed into place; the
+temporary file is removed on any error, Ctrl-C or SIGTERM (``fsio.cleanup_on_signals``).
 """
 
 from __future__ import annotations
@@ -17,14 +22,17 @@ import json
 import logging
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from fmnist.errors import FmnistError
-from fmnist.fsio import write_bytes
-from fmnist.models.checkpoint import LoadedModel, load_model, unwrap
+from fmnist.fsio import cleanup_on_signals, write_bytes
+from fmnist.models.checkpoint import unwrap
+from fmnist.models.inference import LoadedModel, load_model
+from fmnist.models.inputs import preprocess
 
 ONNX_FORMAT = "fmnist-onnx/1"
 TORCHSCRIPT_FORMAT = "fmnist-torchscript/1"
@@ -174,15 +182,66 @@ def load_torchscript(path: str | os.PathLike) -> tuple[torch.jit.ScriptModule, d
     return module.eval(), json.loads(extra["fmnist.json"])
 
 
-def export(run_or_model: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None) -> Path:
-    """Export the model saved in a run folder (or a ``model.pt``); default output beside it."""
-    if fmt not in FORMATS:
-        raise FmnistError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    loaded = load_model(run_or_model, device="cpu")
-    out = Path(out) if out is not None else loaded.path.parent / DEFAULT_NAMES[fmt]
+def is_export(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a file an fmnist export wrote (ONNX or TorchScript carrying fmnist metadata)."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):  # TorchScript: a zip with extra/fmnist.json
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("/extra/fmnist.json")), None)
+                if name is None:
+                    return False
+                return json.loads(archive.read(name)).get("fmnist_format") == TORCHSCRIPT_FORMAT
+        if path.stat().st_size >= 2**31:  # protobuf's limit: no ONNX model file is that big
+            return False
+        import onnx
+
+        proto = onnx.load_model(str(path), load_external_data=False)
+        return any(p.key == "fmnist_format" and p.value == ONNX_FORMAT for p in proto.metadata_props)
+    except Exception:  # unreadable, not a zip, not a protobuf: not ours
+        return False
+
+
+def check_output(out: Path, model_path: Path, force: bool = False) -> None:
+    """Refuse (one line) an output that would destroy something: the model itself, another file of its
+    run folder, or an existing file that an earlier export did not write (``force`` allows the last)."""
     if out.is_dir():
         raise FmnistError(f"{out}: is a folder; give a file name with --out")
-    return export_onnx(loaded, out) if fmt == "onnx" else export_torchscript(loaded, out)
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.resolve() == model_path.resolve() or (out.exists() and os.path.samefile(out, model_path)):
+        raise FmnistError(f"{out}: is the model being exported; choose another --out")
+    if is_export(out):
+        return  # an earlier export's output: replacing it is what exporting again means
+    run_file = out.resolve().parent == model_path.resolve().parent
+    if run_file and out.name not in DEFAULT_NAMES.values():
+        raise FmnistError(
+            f"{out}: is a file of the run in {model_path.parent} (not an export); choose another --out"
+        )
+    if not force:
+        raise FmnistError(
+            f"{out}: exists and is not an fmnist export; choose another --out (or --force to replace it)"
+        )
+
+
+def export(
+    run_or_model: str | os.PathLike | LoadedModel,
+    fmt: str = "onnx",
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+) -> Path:
+    """Export the model saved in a run folder (or a ``model.pt``); default output beside it.
+
+    The output is checked before anything is exported (:func:`check_output`); ``force`` replaces an
+    existing file that is not an fmnist export, never the model or the other files of its run.
+    """
+    if fmt not in FORMATS:
+        raise FmnistError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    loaded = run_or_model if isinstance(run_or_model, LoadedModel) else load_model(run_or_model, device="cpu")
+    out = Path(out) if out is not None else loaded.path.parent / DEFAULT_NAMES[fmt]
+    check_output(out, Path(loaded.path), force)
+    with cleanup_on_signals():  # SIGTERM / Ctrl-C mid-write: the temp file is removed, the output untouched
+        return export_onnx(loaded, out) if fmt == "onnx" else export_torchscript(loaded, out)
 
 
 def check_export(
@@ -196,8 +255,6 @@ def check_export(
 
         got = OnnxModel(path).logits(images)
     else:
-        from fmnist.models.checkpoint import preprocess
-
         module, _ = load_torchscript(path)
         with torch.no_grad():
             got = module(preprocess(images, loaded.mean, loaded.std)).numpy()

@@ -2,7 +2,8 @@
 
 :class:`OnnxModel` offers what prediction and the web service use from the torch model
 (``classes``, ``record``, ``predict_proba``), so both backends go through the same photo
-preprocessing (:mod:`fmnist.predict.preprocess_photo`) and the same code after it.
+preprocessing (:mod:`fmnist.predict.preprocess_photo`) and the same code after it; images are
+normalised by :func:`fmnist.models.inputs.preprocess_numpy`, the numpy twin of the torch path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.models.inputs import preprocess_numpy
 from fmnist.models.record import RecordFields
 
 FORMAT = "fmnist-onnx/1"  # equals fmnist.export.exporters.ONNX_FORMAT (not imported: that module needs torch)
@@ -74,20 +76,12 @@ class OnnxModel(RecordFields):
             "source_sha256": meta.get("source_sha256", ""),
         }
 
-    def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), normalised exactly as the torch path does."""
-        x = np.asarray(images)
-        if x.ndim == 3:
-            x = x[:, None]
-        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
-            raise FmnistError(f"expected images of shape (n, 28, 28), got {x.shape}")
-        x = x.astype(np.float32) / np.float32(255.0)
-        return np.ascontiguousarray((x - np.float32(self.mean)) / np.float32(self.std))
-
     def logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Logits (n, classes) for uint8 images, computed in batches."""
         out = [
-            self.session.run(None, {self.input_name: self.preprocess(images[i : i + batch_size])})[0]
+            self.session.run(
+                None, {self.input_name: preprocess_numpy(images[i : i + batch_size], self.mean, self.std)}
+            )[0]
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)

@@ -1,16 +1,17 @@
-"""Checkpoints that describe themselves, and the one way to turn uint8 images into model inputs.
+"""Checkpoint files: write them atomically, read them as data, check what they hold.
 
 A model file holds the unwrapped state dict, the architecture and its knobs, class names,
 normalisation mean/std, input size, data set and data fingerprint, epoch, metrics and the
-training config. ``predict``, ``serve``, ``export`` and ``evaluate`` rebuild everything from it,
-through :func:`preprocess`.
+training config. ``predict``, ``serve``, ``export`` and ``evaluate`` rebuild everything from it
+(:func:`fmnist.models.inference.load_model`); inputs are made by :mod:`fmnist.models.inputs`.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +20,36 @@ from torch import nn
 
 from fmnist.errors import FmnistError
 from fmnist.fsio import atomic_open
-from fmnist.models.record import RecordFields
-from fmnist.models.registry import build_model
+from fmnist.models.record import check_record
 
 FORMAT = "fmnist-model/1"
 MODEL_FILE = "model.pt"  # best weights by validation accuracy, inference only
 TRAIN_STATE_FILE = "checkpoint.pt"  # last epoch, with optimiser and RNG states, for --resume
 
 
+def plain(obj: object) -> object:
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists (the same object
+    when there are none): what ``weights_only=True`` loading reads back without an allow-list."""
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        new = {k: plain(v) for k, v in obj.items()}
+        return obj if all(new[k] is v for k, v in obj.items()) else new
+    if isinstance(obj, list | tuple):
+        new = [plain(v) for v in obj]
+        return obj if all(a is b for a, b in zip(new, obj, strict=True)) else type(obj)(new)
+    return obj
+
+
 def save(obj: dict, path: str | os.PathLike) -> Path:
-    """torch.save through a temporary file and a rename: a kill never leaves half a checkpoint."""
+    """torch.save through a temporary file and a rename: a kill never leaves half a checkpoint.
+
+    numpy values become plain Python first, so every file written here loads as data (:func:`safe_load`).
+    """
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(plain(obj), buffer)
     with atomic_open(path, "wb") as fh:
         fh.write(buffer.getbuffer())
     return Path(path)
@@ -80,96 +99,77 @@ def model_record(
     }
 
 
-def preprocess(
-    images: np.ndarray | torch.Tensor, mean: float, std: float, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """uint8 (n, 28, 28) or (n, 1, 28, 28), article light on black -> normalised float (n, 1, 28, 28)."""
-    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images, dtype=np.uint8))
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise FmnistError(f"expected images of shape (n, 28, 28), got {tuple(x.shape)}")
-    return ((x.to(device=device, dtype=torch.float32) / 255.0) - mean) / std
+# What a checkpoint.pt of fmnist <= 0.x holds besides tensors and plain data: np.random.get_state(), a
+# uint32 array. Allowed when reading training checkpoints only (never model files); new ones save lists.
+NUMPY_RNG_GLOBALS = (
+    (np._core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),  # written under numpy 1.x
+    np.ndarray,
+    np.dtype,
+    np.dtypes.UInt32DType,
+)
 
 
-@dataclass
-class LoadedModel(RecordFields):
-    """A model ready for inference plus everything needed to feed it."""
+def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu", allow: tuple = ()) -> object:
+    """``torch.load`` as data: tensors and plain Python values only (plus the ``allow`` globals).
 
-    model: nn.Module
-    record: dict  # the saved record, state dict removed
-    path: Path
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @torch.no_grad()
-    def logits(
-        self, images: np.ndarray | torch.Tensor, batch_size: int = 1024, flip_tta: bool = False
-    ) -> torch.Tensor:
-        """Logits (n, classes) for uint8 images, computed in batches.
-
-        ``flip_tta`` averages them with the logits of the left-right mirror image (test-time
-        augmentation: twice the compute, a few tenths of a point for models trained with flips).
-        """
-        self.model.eval()
-        out = []
-        for i in range(0, len(images), batch_size):
-            x = preprocess(images[i : i + batch_size], self.mean, self.std, self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            z = self.model(x).float()
-            if flip_tta:
-                z = (z + self.model(x.flip(3)).float()) / 2
-            out.append(z.cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.classes))
-
-    def predict_proba(
-        self, images: np.ndarray | torch.Tensor, batch_size: int = 1024, flip_tta: bool = False
-    ) -> np.ndarray:
-        return torch.softmax(self.logits(images, batch_size, flip_tta), dim=1).numpy()
-
-    @torch.no_grad()
-    def features(self, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-        """Penultimate-layer features (n, d) for uint8 images."""
-        self.model.eval()
-        net = unwrap(self.model)
-        out = [
-            net.features(preprocess(images[i : i + batch_size], self.mean, self.std, self.device))
-            .float()
-            .cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-        return torch.cat(out).numpy()
-
-
-def resolve_model_path(path: str | os.PathLike) -> Path:
-    """A run folder means its ``model.pt``; a file is taken as it is."""
+    Unpickling arbitrary objects runs code, so a file that names any other class or function is
+    refused with one line, as is a damaged one.
+    """
     path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.exists():
-        raise FmnistError(f"{path}: no such model file (train one with `fmnist train`)")
-    return path
+    try:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        named = re.search(r"GLOBAL (\S+)|Can only build \S+ .* but got (.+?)\s*$", str(exc), flags=re.M)
+        if named:
+            what = named.group(1) or named.group(2)
+            raise FmnistError(
+                f"{path}: refused: it holds a Python object ({what}) besides tensors and plain data "
+                "(fmnist files are read as data, never run as code)"
+            ) from None
+        raise FmnistError(f"{path}: not a readable fmnist file (damaged: {type(exc).__name__})") from None
+    except Exception as exc:  # torch raises many types for a damaged file (EOFError, RuntimeError, ...)
+        raise FmnistError(f"{path}: not a readable fmnist file (damaged: {type(exc).__name__})") from None
+
+
+def check_tensors(state: object, where: str, what: str = "state_dict") -> dict:
+    """A state dict: string keys, tensor values, no NaN or infinity (a diverged run's weights)."""
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise FmnistError(f"{where}: {what!r} must map names to tensors")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise FmnistError(f"{where}: {what} {name!r} holds NaN or infinite values (a diverged run?)")
+    return state
+
+
+def state_dict_mismatch(expected: dict, given: dict) -> str | None:
+    """Why ``given`` cannot load into a model whose state dict is ``expected``; None if it can."""
+    missing = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
+    if missing or extra:
+        parts = [
+            f"missing {', '.join(missing[:3])}" if missing else "",
+            f"unexpected {', '.join(extra[:3])}" if extra else "",
+        ]
+        return "; ".join(p for p in parts if p) + ("; ..." if len(missing) > 3 or len(extra) > 3 else "")
+    for k, v in expected.items():
+        if tuple(v.shape) != tuple(given[k].shape):
+            return f"{k} is {list(given[k].shape)} in the file, {list(v.shape)} for this architecture"
+    return None
 
 
 def load_record(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint dict; anything that is not one is a one-line error."""
+    """Read and check a model record (state dict included); anything else is a one-line error."""
     path = Path(path)
-    try:
-        record = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise FmnistError(f"{path}: not a readable fmnist checkpoint ({type(exc).__name__})") from None
+    record = safe_load(path, map_location)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise FmnistError(f"{path}: not an fmnist model file (format {FORMAT} expected)")
+    check_record(record, str(path))
+    check_tensors(record["state_dict"], str(path))
     return record
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model saved at ``path`` (a run folder or a .pt file), in eval mode on ``device``."""
-    path = resolve_model_path(path)
-    record = load_record(path)
-    model = build_model(record["arch"], num_classes=len(record["classes"]), **record["arch_kwargs"])
-    model.load_state_dict(record.pop("state_dict"))
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
-    return LoadedModel(model, record, path)
+# Names that moved to their own modules, still importable from here for callers not yet updated.

@@ -30,5 +30,10 @@ def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     return BUILDERS[name](num_classes=num_classes, **kwargs)
 
 
+def build_from_config(cfg, num_classes: int) -> nn.Module:
+    """The model a training config (``TrainConfig``) describes: its architecture and knobs, on the CPU."""
+    return build_model(cfg.model, num_classes=num_classes, **cfg.model_kwargs())
+
+
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -1,18 +1,22 @@
 """``fmnist predict``: classify picture files and folders with a saved model.
 
 A bad input among several does not stop the run: every good file is still classified, each
-bad one gets its own ``fmnist: error: FILE: ...`` line on stderr (and an ``error`` entry with
-``--json``), and the exit status is 2 at the end. A bad model path stops at once.
+bad one (missing, empty, not a picture, damaged, or too big to decode, judged from its header)
+gets its own ``fmnist: error: FILE: ...`` line on stderr (and an ``error`` entry with
+``--json``), and the exit status is 2 at the end. A bad model path, ``--device`` or
+``--save-processed`` stops at once, before any picture is read. Nothing is written anywhere
+but in ``--save-processed DIR``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
 
-from fmnist.cli import add_command
+from fmnist.cli import CPU_BY_DEFAULT, add_command, add_device_arg
 from fmnist.errors import FmnistError
 
 
@@ -37,8 +41,14 @@ def register(sub) -> None:
         default=None,
         help="write the 28x28 inputs the model saw as PNGs here",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (torch models only)")
+    add_device_arg(p, default="cpu", note=CPU_BY_DEFAULT)
     p.add_argument("--batch-size", type=int, default=1024, help="pictures per forward pass")
+    p.add_argument(
+        "--max-decoded-mb",
+        type=float,
+        default=128.0,  # preprocess_photo.DEFAULT_MAX_DECODED_BYTES (not imported here: --help stays light)
+        help="skip a picture that would take more than this to decode, MiB (judged from its header)",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -81,10 +91,16 @@ def format_line(result: dict) -> str:
 def cmd_predict(args) -> int:
     from fmnist.fsio import write_bytes
     from fmnist.predict.predict import load, predict
-    from fmnist.predict.preprocess_photo import encode_png
+    from fmnist.predict.preprocess_photo import MIB, encode_png
 
     if args.batch_size < 1:
         raise FmnistError(f"--batch-size must be positive, got {args.batch_size}")
+    if not math.isfinite(args.max_decoded_mb) or not 1 <= args.max_decoded_mb <= 65536:
+        raise FmnistError(f"--max-decoded-mb must be a number from 1 to 65536, got {args.max_decoded_mb!r}")
+    if args.save_processed:
+        save_to = Path(args.save_processed)
+        if save_to.exists() and not save_to.is_dir():
+            raise FmnistError(f"--save-processed {save_to}: exists and is not a folder")
     model = load(args.model, device=args.device)
     if not 1 <= args.top_k <= len(model.classes):
         raise FmnistError(f"--top-k must be between 1 and {len(model.classes)}, got {args.top_k}")
@@ -96,6 +112,7 @@ def cmd_predict(args) -> int:
         on_error="report",
         names=[str(p) for p in paths],
         batch_size=args.batch_size,
+        max_decoded_bytes=int(args.max_decoded_mb * MIB),
     )
     errors += [r for r in results if "error" in r]
     if args.save_processed:

@@ -16,6 +16,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError
 from fmnist.predict.preprocess_photo import (
+    DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_PIXELS,
     SHARPEN,
     ImageError,
@@ -29,6 +30,7 @@ class Model(Protocol):
     """What prediction needs from a model: both backends provide it."""
 
     record: dict
+    path: Path  # the model file (model.pt or .onnx) it was loaded from
 
     @property
     def classes(self) -> list[str]: ...
@@ -37,34 +39,30 @@ class Model(Protocol):
 
 
 def load(path: str | os.PathLike, backend: str = "auto", device: str = "cpu") -> Model:
-    """A run folder or ``model.pt`` -> the torch model; ``*.onnx`` (or ``backend='onnx'``) -> onnxruntime."""
+    """A run folder or ``model.pt`` -> the torch model; ``*.onnx`` (or ``backend='onnx'``) -> onnxruntime.
+
+    ``device`` goes through :func:`fmnist.train.device.resolve_device` (auto, cpu, cuda, cuda:N,
+    mps; it must exist here). ONNX models run on the CPU (onnxruntime's CPU provider), so with
+    them only auto and cpu are accepted.
+    """
+    from fmnist.train.device import check_device_name
+
     path = Path(path)
     if backend not in ("auto", "torch", "onnx"):
         raise FmnistError(f"unknown backend {backend!r}; choose auto, torch or onnx")
+    check_device_name(device)
     if backend == "onnx" or (backend == "auto" and path.suffix.lower() == ".onnx"):
+        if device not in ("auto", "cpu"):
+            raise FmnistError(
+                f"--device {device}: ONNX models run on the CPU here (onnxruntime); use --device cpu"
+            )
         from fmnist.export.onnx_runtime import OnnxModel
 
         return OnnxModel(path)
-    from fmnist.models.checkpoint import load_model
+    from fmnist.models.inference import load_model
+    from fmnist.train.device import resolve_device
 
     return load_model(path, device=resolve_device(device))
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when present; an explicit device that is missing is a one-line error."""
-    if device == "cpu":
-        return device
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise FmnistError(f"--device {device}: no CUDA device here (use cpu)")
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        raise FmnistError(f"--device {device}: {exc}") from None
-    return device
 
 
 def rank(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
@@ -97,6 +95,7 @@ def predict(
     names: Sequence[str] | None = None,
     sharpen: float = SHARPEN,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
     batch_size: int = 1024,
 ) -> list[dict]:
     """Classify each input (path, PIL image, array, bytes, file object), prepared as in the data set.
@@ -105,6 +104,8 @@ def predict(
     (the top class), ``top`` (the ``top_k`` best, see :func:`rank`) and ``processed`` (the
     uint8 28x28 the model saw). With ``on_error="report"`` a bad input gives
     ``{"input", "error"}`` instead of raising, and the good ones are still classified.
+    Each picture's size is checked from its header before it is decoded (``max_pixels``,
+    ``max_decoded_bytes``: see :func:`fmnist.predict.preprocess_photo.probe_image`).
     """
     if on_error not in ("raise", "report"):
         raise FmnistError(f"on_error must be 'raise' or 'report', not {on_error!r}")
@@ -119,7 +120,15 @@ def predict(
     for i, item in enumerate(items):
         name = names[i] if names is not None else describe(item, i)
         try:
-            images.append(prepare_image(item, name=name, sharpen=sharpen, max_pixels=max_pixels))
+            images.append(
+                prepare_image(
+                    item,
+                    name=name,
+                    sharpen=sharpen,
+                    max_pixels=max_pixels,
+                    max_decoded_bytes=max_decoded_bytes,
+                )
+            )
         except ImageError as exc:
             if on_error == "raise":
                 raise

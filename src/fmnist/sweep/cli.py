@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmnist.cli import add_command
+from fmnist.cli import add_command, add_data_dir_arg
 
 
 def register(sub) -> None:
@@ -25,13 +25,13 @@ def register(sub) -> None:
     p.add_argument(
         "--ensemble", type=int, default=0, metavar="K", help="ensemble the K best runs by val accuracy"
     )
-    p.add_argument("--data-dir", default=None)
+    add_data_dir_arg(p, use="every run reads it")
     p.add_argument("--dry-run", action="store_true", help="list the runs and stop")
     p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args) -> int:
-    from fmnist.errors import ConfigError
+    from fmnist.errors import ConfigError, FmnistError
     from fmnist.sweep.plan import load_plan
 
     if args.workers < 1 or args.threads < 1 or args.ensemble < 0:
@@ -53,4 +53,10 @@ def cmd_sweep(args) -> int:
         data_dir=args.data_dir,
     )
     print(table(result))
+    failed = [r for r in result["runs"] if str(r["status"]).startswith("error")]
+    if failed:  # the table says which and why; the exit status must say so too
+        raise FmnistError(
+            f"{len(failed)} of {len(result['runs'])} runs failed ({failed[0]['status'].removeprefix('error: ')}); "
+            f"every run's status is in {args.out / 'sweep.md'}"
+        )
     return 0

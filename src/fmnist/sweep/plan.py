@@ -11,12 +11,12 @@ lr = [0.05, 0.1]
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fmnist import grid as grids
 from fmnist.errors import ConfigError
 from fmnist.train.config import TrainConfig, make_config, read_toml
 
@@ -48,10 +48,8 @@ def load_plan(path: str | Path, **overrides: Any) -> list[PlannedRun]:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: grid key {key!r} must be a non-empty list")
     preset = base.pop("preset", None)
-    keys = sorted(grid)
     runs = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        params = dict(zip(keys, combo, strict=True))
+    for params in grids.expand({k: grid[k] for k in sorted(grid)}):
         cfg = make_config(
             preset, **{**base, **params, **{k: v for k, v in overrides.items() if v is not None}}
         )

@@ -2,8 +2,10 @@
 
 Each run is ``train`` + ``evaluate_run`` into its own folder under the sweep folder. A run whose
 ``evaluation.json`` exists is finished and is not redone; a run killed midway is resumed from its
-checkpoint. One table (``sweep.md``, ``sweep.jsonl``) collects every run's figures; optionally the
-best runs by validation accuracy are ensembled (softmax average) and scored on the test set.
+checkpoint. A run folder whose config.json disagrees with the plan (the plan changed since) is an
+error row, never reused or resumed. One table (``sweep.md``, ``sweep.jsonl``) collects every run's
+figures; optionally the best runs by validation accuracy are ensembled (softmax average) and scored
+on the test set.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist import dask_client
 from fmnist.errors import FmnistError
 from fmnist.fsio import write_json, write_text
 from fmnist.sweep.plan import PlannedRun
@@ -29,37 +32,60 @@ def run_one(run_dir: str, config: dict, data_dir: str | None) -> dict:
     from fmnist.train.trainer import train
 
     path = Path(run_dir)
+    cfg = TrainConfig(**config)
+    check_same_plan(path, cfg)
     done = path / DONE_FILE
     if done.exists():
         return {**json.loads(done.read_text()), "reused": True}
-    cfg = TrainConfig(**config)
     resume = (path / "config.json").exists()
     train(cfg, path, resume=resume, log=None, progress_bar=False)
-    figures = evaluate_run(path, data_dir, "cpu" if cfg.device == "auto" else cfg.device)
+    figures = evaluate_run(path, data_dir, "cpu" if cfg.device == "auto" else cfg.device).to_dict()
     return {**figures, "reused": False}
 
 
-def make_client(scheduler: str | None, workers: int, threads: int):
-    """A Dask client: 'local' (or None) starts a LocalCluster of processes; tcp://HOST:PORT joins one."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler in (None, "local"):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env={"OMP_NUM_THREADS": str(threads)},
-        )
-        return Client(cluster), cluster
-    if not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        raise FmnistError(
-            f"--scheduler must be 'local' or an address like tcp://HOST:8786, got {scheduler!r}"
-        )
+def run_task(run_dir: str, config: dict, data_dir: str | None) -> dict:
+    """``run_one`` as a Dask task: a user error comes back as ``{"error": message}``, not raised, so the
+    worker does not log it with a traceback on the sweep's stderr (the table and the exit status say it)."""
     try:
-        return Client(scheduler, timeout="10s"), None
-    except (OSError, TimeoutError) as exc:
-        raise FmnistError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        return run_one(run_dir, config, data_dir)
+    except FmnistError as exc:
+        return {"error": str(exc)}
+
+
+def check_same_plan(path: Path, cfg) -> None:
+    """Refuse a run folder that an earlier plan made with other settings (a changed [base], say).
+
+    Run folders are named by their grid values only, so without this a sweep re-run into the same
+    --out with, e.g., more epochs would report the old runs' figures as the new plan's, or resume
+    them with their old settings. Machine knobs (threads, device, data folder, compile) may differ.
+    """
+    from dataclasses import fields
+
+    from fmnist.train.run_folder import CONFIG_FILE, MACHINE_KNOBS
+
+    saved_path = path / CONFIG_FILE
+    if not saved_path.exists():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FmnistError(
+            f"{saved_path}: unreadable run config ({exc}); remove {path} to train it again"
+        ) from None
+    if not isinstance(saved, dict):
+        raise FmnistError(f"{saved_path}: not a run config; remove {path} to train it again")
+    differ = [
+        f"{f.name} = {getattr(cfg, f.name)!r} in the plan, {saved[f.name]!r} in the folder"
+        for f in fields(cfg)
+        if f.name not in (*MACHINE_KNOBS, "preset")
+        and f.name in saved
+        and saved[f.name] != getattr(cfg, f.name)
+    ]
+    if differ:
+        raise FmnistError(
+            f"run folder {path.name} was trained with other settings than the plan's ({'; '.join(differ)}); "
+            f"use a new --out, or remove {path} to train it again"
+        )
 
 
 def run_sweep(
@@ -74,11 +100,10 @@ def run_sweep(
 ) -> dict:
     """Run every planned run; write ``sweep.jsonl`` / ``sweep.md``; return the table (and ensemble)."""
     out.mkdir(parents=True, exist_ok=True)
-    client, cluster = make_client(scheduler, workers, threads)
-    try:
+    with dask_client.client(scheduler, workers, threads=threads) as client:
         futures = {
             client.submit(
-                run_one,
+                run_task,
                 str(out / r.name),
                 replace(r.config, threads=threads).to_dict(),
                 data_dir,
@@ -95,7 +120,9 @@ def run_sweep(
             try:
                 figures = future.result()
             except FmnistError as exc:
-                rows.append({"run": r.name, **r.params, "status": f"error: {exc}"})
+                figures = {"error": str(exc)}
+            if "error" in figures:
+                rows.append({"run": r.name, **r.params, "status": f"error: {figures['error']}"})
                 continue
             rows.append(
                 {
@@ -113,13 +140,9 @@ def run_sweep(
                 + (" (finished before)" if figures["reused"] else ""),
                 flush=True,
             )
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     rows.sort(key=lambda row: row["run"])
     result: dict = {"runs": rows}
-    if ensemble:
+    if ensemble and any(r.get("val_acc") is not None for r in rows):  # else the failed runs say why
         result["ensemble"] = ensemble_best(out, rows, ensemble, data_dir)
     write_text(out / "sweep.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
     write_json(out / "sweep.json", result)
@@ -130,7 +153,8 @@ def run_sweep(
 def ensemble_best(out: Path, rows: list[dict], k: int, data_dir: str | None) -> dict:
     """Average the softmax of the ``k`` best runs by validation accuracy; score on the test set."""
     from fmnist.data.loader import load_dataset
-    from fmnist.models.checkpoint import load_model
+    from fmnist.models.inference import load_model
+    from fmnist.models.scoring import accuracy
 
     done = [r for r in rows if r.get("val_acc") is not None]
     best = sorted(done, key=lambda r: -r["val_acc"])[:k]
@@ -142,7 +166,7 @@ def ensemble_best(out: Path, rows: list[dict], k: int, data_dir: str | None) -> 
     probs = np.mean([m.predict_proba(images) for m in models], axis=0)
     return {
         "runs": [r["run"] for r in best],
-        "test_acc": float((probs.argmax(1) == labels).mean()),
+        "test_acc": accuracy(probs, labels),
         "chosen_by": "validation accuracy",
     }
 

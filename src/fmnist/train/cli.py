@@ -1,10 +1,8 @@
-"""``fmnist train``: every TrainConfig field is a flag, documented by the field's own comment."""
+"""``fmnist train``: every TrainConfig field is a flag; help and type come from the field itself."""
 
 from __future__ import annotations
 
 import argparse
-import inspect
-import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,39 +12,37 @@ SKIP = {"preset"}
 
 
 def field_help() -> dict[str, str]:
-    """The ``# comment`` after each TrainConfig field, so the flag help and the code cannot drift."""
+    """Each TrainConfig field's help text (its ``metadata["help"]``): one source for code and ``--help``."""
     from fmnist.train.config import TrainConfig
 
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):
-        return {}
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
+    return {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field, default None so only explicit flags override preset and TOML."""
-    from fmnist.train.config import TrainConfig
+    """One flag per config field, default None so only explicit flags override preset and TOML.
+
+    The flag's type is the field's annotation without None (``int | None`` -> int), from the type hints.
+    """
+    from fmnist.train.config import TrainConfig, field_types, flag
 
     helps = field_help()
+    kinds = field_types()
     for f in fields(TrainConfig):
         if f.name in SKIP:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type).split(" ")[0]
-        help_text = f"{helps.get(f.name, '')} (default: {f.default!r})"
-        if kind == "bool":
+        kind, _optional = kinds[f.name]
+        help_text = f"{helps[f.name]} (default: {f.default!r})"
+        if kind is bool:
             parser.add_argument(
-                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                flag(f.name),
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
             )
         else:
             parser.add_argument(
-                flag,
-                dest=f.name,
-                type={"int": int, "float": float}.get(kind, str),
-                default=None,
-                metavar=f.name.upper(),
-                help=help_text,
+                flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text
             )
 
 
@@ -93,30 +89,53 @@ def default_run_dir(model: str) -> Path:
     return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _explicit_settings(args) -> set[str]:
+    """The config fields this command line sets: its flags, and the keys of --preset and --config."""
+    from fmnist.train.config import PRESETS, TrainConfig, load_toml
+
+    names = {
+        f.name for f in fields(TrainConfig) if f.name not in SKIP and getattr(args, f.name, None) is not None
+    }
+    if args.preset is not None:
+        names |= set(PRESETS.get(args.preset, {}))
+    if args.config_file is not None:
+        names |= set(load_toml(args.config_file))
+    return names
+
+
 def cmd_train(args) -> int:
     from fmnist.errors import ConfigError
-    from fmnist.train.trainer import check_run_dir, train
+    from fmnist.train.run_folder import MACHINE_KNOBS, check_run_dir, resume_config
+    from fmnist.train.trainer import train
 
     cfg = config_from_args(args)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out RUN_DIR")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ConfigError("--stop-after must be positive")
     run_dir = args.out or default_run_dir(cfg.model)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: exists and is not a folder")
-    if args.resume:
-        cfg = check_run_dir(run_dir, cfg, resume=True)  # print the saved config the run goes on with
+    notes: list[str] = []
+    if args.resume:  # the saved config, with this command's machine knobs; other settings must agree
+        cfg, notes = resume_config(run_dir, cfg, _explicit_settings(args))
+    else:
+        check_run_dir(run_dir, cfg, resume=False)  # before printing anything: a refused folder is one line
     from fmnist.train.distributed import from_env
 
     main_rank = from_env().is_main  # under torchrun only rank 0 talks
     if main_rank:
         from fmnist.train.device import preset_size_note, resolve_device
 
+        if args.resume:
+            machine = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in MACHINE_KNOBS)
+            print(
+                f"resume: {run_dir} keeps its saved config; from this command: {'; '.join([machine, *notes])}"
+            )
         print("config:\n" + cfg.format())
         note = preset_size_note(cfg.preset, resolve_device(cfg.device), cfg.bf16)
         if note:
             print(note)
-    if args.stop_after is not None and args.stop_after < 1:
-        raise ConfigError("--stop-after must be positive")
     result = train(cfg, run_dir, resume=args.resume, stop_after=args.stop_after)
     if not main_rank:
         return 0
@@ -128,7 +147,5 @@ def cmd_train(args) -> int:
         from fmnist.evaluate.report import evaluate_run
 
         evaluation = evaluate_run(run_dir)
-        print(
-            f"test accuracy {evaluation['accuracy']:.4f} (data fingerprint {evaluation['data_fingerprint']})"
-        )
+        print(f"test accuracy {evaluation.accuracy:.4f} (data fingerprint {evaluation.data_fingerprint})")
     return 0

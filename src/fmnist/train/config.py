@@ -1,59 +1,111 @@
-"""The training job's one frozen config: every knob, its unit, its default; presets; validation.
+"""The training job's one frozen config: every knob, its unit, its default, its range; presets; validation.
 
 Precedence: field defaults < ``--preset`` < ``--config FILE.toml`` < explicit command-line flags.
+
+Each field carries its help text and its allowed range in ``metadata`` (the ``--help`` of ``fmnist train``
+and the checks are read from there), and its type in the annotation. A config is checked when it is built
+(``TrainConfig(...)``, from the CLI, TOML, a resumed config.json or the Python API): a wrong type, a
+non-finite number or a value out of range is a one-line :class:`ConfigError`. :meth:`TrainConfig.validate`
+adds the checks that depend on the machine (threads capped at the cores, the model must fit in memory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import os
+import sys
 import tomllib
-from dataclasses import dataclass, fields
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from fmnist.errors import ConfigError
 from fmnist.models.catalog import CATALOG as MODELS
+from fmnist.train.device import check_device_name, usable_cores
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("onecycle", "cosine", "constant")
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit: seed in [0, 2**32)
+MAX_LR = 10.0  # far above any useful peak rate (the recipes use 1e-3..0.2); 1e30 trains to NaN
+
+
+def knob(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> Any:
+    """A config field: its default, its ``--help`` text (units included) and its range [lo, hi].
+
+    ``lo_open`` / ``hi_open`` make a bound exclusive. Numbers must also be finite.
+    """
+    return field(
+        default=default,
+        metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open},
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what to train
-    model: str = "fastcnn"  # architecture name in fmnist.models.MODELS
-    width: int | None = None  # model width knob (None: the model's default)
-    depth: int | None = None  # residual blocks per stage (resnet only)
-    dataset: str = "fashion"  # data set name: fashion | mnist
-    data_dir: str | None = None  # folder with the four IDX files (None: cache / system copy / download)
-    train_limit: int | None = None  # train on the first N training images only (smoke tests)
-    val_size: int = 5000  # images held out of training, stratified, for model selection
+    model: str = knob("fastcnn", "architecture name in fmnist.models.MODELS")
+    width: int | None = knob(None, "model width knob (None: the model's default)", lo=1, hi=16384)
+    depth: int | None = knob(None, "residual blocks per stage (resnet only)", lo=1, hi=100)
+    dataset: str = knob("fashion", "data set name: fashion | mnist")
+    data_dir: str | None = knob(None, "folder with the four IDX files (None: cache / system copy / download)")
+    train_limit: int | None = knob(
+        None, "train on the first N training images only (smoke tests)", lo=20, hi=10_000_000
+    )
+    val_size: int = knob(
+        5000, "images held out of training, stratified, for model selection", lo=0, hi=10_000_000
+    )
     # --- optimisation
-    epochs: int = 12  # passes over the training images
-    batch_size: int = 128  # images per step
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
-    lr: float = 0.05  # peak learning rate (per batch of `batch_size`)
-    momentum: float = 0.9  # SGD momentum / AdamW beta1
-    weight_decay: float = 5e-4  # L2 on weights (not on BN / biases)
-    warmup_epochs: float = 1.0  # linear warm-up from lr/10 to lr, in epochs
-    schedule: str = "onecycle"  # onecycle (linear decay to 0) | cosine | constant
-    label_smoothing: float = 0.1  # cross-entropy label smoothing
-    ema_decay: float = 0.0  # weight EMA per step (0: off); evaluation uses the EMA weights
+    epochs: int = knob(12, "passes over the training images", lo=1, hi=10_000)
+    batch_size: int = knob(128, "images per step", lo=1, hi=65_536)
+    optimizer: str = knob("sgd", "sgd (Nesterov momentum) | adamw")
+    lr: float = knob(0.05, "peak learning rate (per batch of `batch_size`)", lo=0, hi=MAX_LR, lo_open=True)
+    momentum: float = knob(0.9, "SGD momentum / AdamW beta1", lo=0, hi=1, hi_open=True)
+    weight_decay: float = knob(5e-4, "L2 on weights (not on BN / biases)", lo=0, hi=1, hi_open=True)
+    # warmup_epochs is also at most `epochs` (checked in _check)
+    warmup_epochs: float = knob(1.0, "linear warm-up from lr/10 to lr, in epochs", lo=0)
+    schedule: str = knob("onecycle", "onecycle (linear decay to 0) | cosine | constant")
+    label_smoothing: float = knob(0.1, "cross-entropy label smoothing", lo=0, hi=1, hi_open=True)
+    ema_decay: float = knob(
+        0.0, "weight EMA per step (0: off); evaluation uses the EMA weights", lo=0, hi=1, hi_open=True
+    )
     # --- augmentation, done on the training device in whole batches
-    crop_pad: int = 2  # random crop after zero padding by this many pixels (0: off)
-    flip: bool = True  # random horizontal flip
-    erase_p: float = 0.25  # probability of random erasing per image (0: off)
+    crop_pad: int = knob(2, "random crop after zero padding by this many pixels (0: off)", lo=0, hi=8)
+    flip: bool = knob(True, "random horizontal flip")
+    erase_p: float = knob(0.25, "probability of random erasing per image (0: off)", lo=0, hi=1)
     # --- initialisation
-    whiten: bool = False  # set the first conv from the PCA of training patches and freeze it
+    whiten: bool = knob(False, "set the first conv from the PCA of training patches and freeze it")
     # --- selection and stopping
-    patience: int = 0  # stop after this many epochs without a better val accuracy (0: never)
+    patience: int = knob(
+        0, "stop after this many epochs without a better val accuracy (0: never)", lo=0, hi=10_000
+    )
     # --- machine
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch CPU threads (0: all cores)
-    bf16: bool = True  # bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)
-    channels_last: bool = True  # NHWC memory layout (faster on CPUs with oneDNN and on tensor cores)
-    compile: bool = False  # torch.compile the model
-    seed: int = 0  # seeds the split, initialisation, order and augmentation
-    eval_batch_size: int = 1024  # images per evaluation step
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N")
+    # more threads than cores is capped (with a note) by validate()
+    threads: int = knob(0, "torch CPU threads (0: all cores)", lo=0)
+    bf16: bool = knob(True, "bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)")
+    channels_last: bool = knob(True, "NHWC memory layout (faster on CPUs with oneDNN and on tensor cores)")
+    compile: bool = knob(False, "torch.compile the model")
+    seed: int = knob(
+        0, "seeds the split, initialisation, order and augmentation", lo=0, hi=SEED_LIMIT, hi_open=True
+    )
+    eval_batch_size: int = knob(1024, "images per evaluation step", lo=1, hi=65_536)
     # --- bookkeeping
-    preset: str | None = None  # the named preset this config started from, if any
+    preset: str | None = knob(None, "the named preset this config started from, if any")
+
+    def __post_init__(self) -> None:
+        self._check()
 
     def model_kwargs(self) -> dict[str, Any]:
         """The architecture knobs this model takes, for ``build_model``."""
@@ -62,49 +114,63 @@ class TrainConfig:
             k: getattr(self, k) for k in ("width", "depth") if k in knobs and getattr(self, k) is not None
         }
 
-    def validate(self) -> TrainConfig:
-        """Raise ConfigError with one line for a nonsense value; return self."""
+    def _check(self) -> None:
+        """Types, finiteness, ranges and choices: one-line ConfigError for the first bad field.
+
+        Runs on every construction. Numbers are normalised to plain Python (an int given for a float
+        field becomes a float; numpy scalars become int / float), so config.json stays plain JSON.
+        """
+        types_ = field_types()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind, optional = types_[f.name]
+            if value is None and optional:
+                continue
+            normal = _coerce(f.name, kind, value, optional)
+            if normal is not value:
+                object.__setattr__(self, f.name, normal)
+            if kind in (int, float):
+                _check_range(f, normal, kind)
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; known: {', '.join(MODELS)}")
         for key in ("width", "depth"):
-            value = getattr(self, key)
-            if value is not None:
-                if key not in MODELS[self.model].knobs:
-                    raise ConfigError(f"model {self.model!r} takes no --{key}")
-                if value < 1:
-                    raise ConfigError(f"--{key} must be positive, got {value}")
-        checks = [
-            (self.epochs >= 1, f"--epochs must be positive, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
-            (self.eval_batch_size >= 1, f"--eval-batch-size must be positive, got {self.eval_batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.warmup_epochs >= 0, f"--warmup-epochs must be >= 0, got {self.warmup_epochs}"),
-            (
-                0 <= self.label_smoothing < 1,
-                f"--label-smoothing must be in [0, 1), got {self.label_smoothing}",
-            ),
-            (0 <= self.ema_decay < 1, f"--ema-decay must be in [0, 1), got {self.ema_decay}"),
-            (0 <= self.erase_p <= 1, f"--erase-p must be in [0, 1], got {self.erase_p}"),
-            (0 <= self.crop_pad <= 8, f"--crop-pad must be in 0..8, got {self.crop_pad}"),
-            (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
-            (self.patience >= 0, f"--patience must be >= 0, got {self.patience}"),
-            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
-            (
-                self.train_limit is None or self.train_limit >= 20,
-                f"--train-limit must be at least 20, got {self.train_limit}",
-            ),
-            (self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}"),
-            (
-                self.schedule in ("onecycle", "cosine", "constant"),
-                f"--schedule must be onecycle, cosine or constant, got {self.schedule!r}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        return self
+            if getattr(self, key) is not None and key not in MODELS[self.model].knobs:
+                raise ConfigError(f"model {self.model!r} takes no --{key}")
+        from fmnist.data.registry import DATASETS
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be onecycle, cosine or constant, got {self.schedule!r}")
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(
+                f"--warmup-epochs must be at most --epochs ({self.epochs}), got {self.warmup_epochs}"
+            )
+        check_device_name(self.device)
+
+    def validate(self, quiet: bool = False) -> TrainConfig:
+        """Check what depends on this machine; return the config to run.
+
+        ``threads`` above the cores this process may use is capped at them (a one-line note on stderr
+        unless ``quiet``); a model whose estimated training memory exceeds what is free on its device is
+        refused, with the estimate, before anything is allocated (:mod:`fmnist.train.budget`).
+        """
+        self._check()
+        config = self
+        cores = usable_cores()
+        if self.threads > cores:
+            if not quiet:
+                print(
+                    f"note: --threads {self.threads} capped at {cores}, the CPU cores this process may use",
+                    file=sys.stderr,
+                )
+            config = dataclasses.replace(self, threads=cores)
+        from fmnist.train.budget import check_fits
+
+        check_fits(config)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -113,6 +179,89 @@ class TrainConfig:
         """The config as aligned ``key = value`` lines, printed at the start of every run."""
         width = max(len(f.name) for f in fields(self))
         return "\n".join(f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in fields(self))
+
+
+@functools.cache
+def field_types() -> dict[str, tuple[type, bool]]:
+    """Each field's base type and whether None is allowed, from the annotations (``int | None`` -> int, True)."""
+    out = {}
+    for name, hint in typing.get_type_hints(TrainConfig).items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        base = [a for a in args if a is not type(None)]
+        if len(base) != 1 or base[0] not in (int, float, bool, str):
+            raise TypeError(f"TrainConfig.{name}: unsupported annotation {hint}")  # a bug, not user input
+        out[name] = (base[0], len(base) < len(args))
+    return out
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _coerce(name: str, kind: type, value: Any, optional: bool) -> Any:
+    """``value`` as a plain ``kind``, or a one-line ConfigError. A bool is not a number; an int is a float."""
+    import numbers
+
+    wanted = kind.__name__ + (" or None" if optional else "")
+    bad = ConfigError(f"config key {name!r} must be {wanted}, got {value!r}")
+    if kind is bool:
+        if type(value) is bool:
+            return value
+        if type(value).__name__ == "bool_":  # numpy.bool_
+            return bool(value)
+        raise bad
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        if name == "data_dir" and isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise bad
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise bad
+    if kind is int:
+        if type(value) is int:
+            return value
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        raise bad
+    if isinstance(value, numbers.Real):  # float field: int, float, numpy scalars
+        return value if type(value) is float else float(value)
+    raise bad
+
+
+def _check_range(f: dataclasses.Field, value: float, kind: type) -> None:
+    """Finite and within the field's [lo, hi] (bounds from its metadata)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag(f.name)} must be a finite number, got {value}")
+    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    lo_open, hi_open = f.metadata.get("lo_open", False), f.metadata.get("hi_open", False)
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        text = _range_text(lo, hi, lo_open, hi_open, kind is int)
+        raise ConfigError(f"{flag(f.name)} must be {text}, got {value}")
+
+
+def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool, is_int: bool) -> str:
+    """The range in words: 'positive and at most 10', '>= 0', 'in [0, 1)', 'in 0..8', 'at least 20'."""
+
+    def num(v: float) -> str:
+        return str(v) if isinstance(v, int) else f"{v:g}"
+
+    if lo == 0 and hi is not None and not lo_open:  # an interval from 0
+        if is_int:
+            return f"in 0..{num(hi - 1 if hi_open else hi)}"
+        return f"in [0, {num(hi)}{')' if hi_open else ']'}"
+    if (lo == 0 and lo_open) or (is_int and lo == 1):
+        low = "positive"
+    elif lo == 0:
+        low = ">= 0"
+    elif lo is not None:
+        low = f"{'above' if lo_open else 'at least'} {num(lo)}"
+    else:
+        low = ""
+    high = "" if hi is None else f"{'below' if hi_open else 'at most'} {num(hi)}"
+    return " and ".join(part for part in (low, high) if part)
 
 
 # Named recipes: a README table row is one `--preset NAME`. Figures in benchmarks/RESULTS.md.
@@ -199,7 +348,11 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 def make_config(
     preset: str | None = None, toml_path: str | Path | None = None, **overrides: Any
 ) -> TrainConfig:
-    """Merge defaults < preset < TOML < overrides (None values are ignored) and validate."""
+    """Merge defaults < preset < TOML < overrides (None values are ignored), check and validate.
+
+    The result is the config to run: checked field by field, threads capped at the cores, the model's
+    training memory within what is free (``TrainConfig.validate``).
+    """
     values: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
@@ -213,19 +366,4 @@ def make_config(
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-    try:
-        config = TrainConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"bad config: {exc}") from None
-    for f in fields(TrainConfig):
-        value = getattr(config, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(
-            str(f.type).split(" ")[0]
-        )
-        if (
-            value is not None
-            and expected is not None
-            and (not isinstance(value, expected) or (expected is int and isinstance(value, bool)))
-        ):
-            raise ConfigError(f"config key {f.name!r} must be {str(f.type).split(' ')[0]}, got {value!r}")
-    return config.validate()
+    return TrainConfig(**values).validate()

@@ -9,6 +9,7 @@ import torch
 
 from fmnist.data.loader import load_dataset, stratified_split
 from fmnist.errors import ConfigError
+from fmnist.models.inputs import to_unit
 
 
 @dataclass
@@ -19,7 +20,7 @@ class TrainingData:
     train_y: torch.Tensor  # (n,) int64
     val_x: torch.Tensor  # (m, 1, 28, 28) uint8; m may be 0
     val_y: torch.Tensor
-    mean: float  # of train pixels / 255
+    mean: float  # of the training pixels in [0, 1] (fmnist.models.inputs.to_unit)
     std: float
     classes: tuple[str, ...]
     dataset: str = "fashion"
@@ -52,7 +53,7 @@ class TrainingData:
 
         train_x, train_y = to_dev(train_idx)
         val_x, val_y = to_dev(val_idx)
-        pixels = train_x.float().div_(255)
+        pixels = to_unit(train_x)  # the model's input scale, [0, 1]
         return cls(
             train_x, train_y, val_x, val_y, pixels.mean().item(), pixels.std().item(), tuple(classes), **meta
         )

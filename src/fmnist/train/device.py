@@ -1,4 +1,8 @@
-"""Pick the training device once: CUDA when present, else CPU; a bad request is a config error.
+"""Pick the device once: CUDA when present, else CPU; a bad request is one config-error line.
+
+:func:`resolve_device` is the one place a ``--device`` value is parsed, for every command (train,
+evaluate, predict, serve, bench, audit). Importing this module does not import torch, so a
+command on the ONNX path can check a device name without it (:func:`check_device_name`).
 
 Also which recipe fits the machine: the CPU presets come in two sizes, one for CPUs with native bf16
 (AVX512-BF16 / AMX, where bf16 autocast doubles the speed) and one for AVX2-only CPUs (fp32).
@@ -7,38 +11,63 @@ Also which recipe fits the machine: the CPU presets come in two sizes, one for C
 from __future__ import annotations
 
 import os
-
-import torch
+import re
+from typing import TYPE_CHECKING
 
 from fmnist.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]{1,3}|mps)\Z")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is one of auto, cpu, cuda, cuda:N, mps; otherwise one line (no torch needed).
+
+    torch itself accepts many more (meta, xla, ipu, ...), on which nothing here can run: a model
+    on ``meta`` loads, then fails on the first picture.
+    """
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ConfigError(f"--device {name!r}: unknown device; use {DEVICE_NAMES}")
+    return name
+
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda when present, else cpu; an explicit device must exist here, or one line."""
+    import torch
+
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda asked for, but no CUDA GPU is available here (use --device cpu)")
+            raise ConfigError(
+                f"--device {name}: no CUDA device here (torch sees no CUDA GPU); use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"--device {name}: no Apple MPS device here; use --device cpu")
     return device
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def set_threads(threads: int) -> int:
     """Use ``threads`` CPU threads (0: every core this process may run on)."""
-    if threads:
-        n = threads
-    elif hasattr(os, "sched_getaffinity"):
-        n = len(os.sched_getaffinity(0))
-    else:
-        n = os.cpu_count() or 1
-    torch.set_num_threads(max(1, n))
+    import torch
+
+    torch.set_num_threads(max(1, threads or usable_cores()))
     return torch.get_num_threads()
 
 

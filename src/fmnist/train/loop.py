@@ -1,4 +1,4 @@
-"""One training epoch and one evaluation pass: plain functions, arguments passed in."""
+"""One training epoch and one evaluation pass: plain functions over a run's fixed parts and its state."""
 
 from __future__ import annotations
 
@@ -6,13 +6,26 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist.models.checkpoint import unwrap
+from fmnist.errors import ConfigError
+from fmnist.models.inference import logits_of
+from fmnist.models.inputs import standardise, to_unit
+from fmnist.models.scoring import accuracy, correct
 from fmnist.train.augment import random_crop, random_erase, random_flip
+from fmnist.train.config import TrainConfig
+from fmnist.train.data import TrainingData
+from fmnist.train.distributed import World, sum_across
+
+if TYPE_CHECKING:
+    from fmnist.train.trainer import TrainState
+
+Progress = Callable[[int, float, float, float], None]  # (steps done, mean loss, accuracy, images/s)
 
 
 def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int, schedule: str) -> float:
@@ -26,6 +39,18 @@ def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int, schedule:
     if schedule == "cosine":
         return peak * 0.5 * (1 + math.cos(math.pi * progress))
     return peak * (1 - progress)  # onecycle: linear decay to zero
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch's random draws on one process: a pure function of (seed, epoch, rank).
+
+    Every epoch reseeds from this instead of carrying generator state over, so a run resumed after
+    epoch k draws exactly what the uninterrupted run drew. The two primes keep the streams apart:
+    100_003 spaces the seeds (two seeds never share a stream while ``epoch + 7919 * rank`` stays below
+    it), and 7919 gives each data-parallel rank its own augmentation and dropout stream (distinct for
+    runs shorter than 7919 epochs). Rank 0, and a single process, use ``seed * 100_003 + epoch``.
+    """
+    return seed * 100_003 + epoch + 7919 * rank
 
 
 def cpu_has_bf16() -> bool:
@@ -43,10 +68,6 @@ def autocast_for(device: torch.device, bf16: bool):
     if bf16 and device.type == "cpu" and cpu_has_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
-
-
-def normalise(x_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return (x_uint8.float().div_(255) - mean) / std
 
 
 class EMA:
@@ -68,88 +89,133 @@ class EMA:
                 self.state[k].copy_(v)
 
 
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data,  # TrainingData
-    cfg,  # TrainConfig
-    epoch: int,
-    step: int,
-    total_steps: int,
-    warmup_steps: int,
-    ema: EMA | None = None,
-    progress: Callable[[int, float, float, float], None] | None = None,
-    world=None,  # distributed.World: this rank trains on its slice of every global batch
-) -> dict:
-    """Train one epoch; randomness comes from (seed, epoch, rank) alone so a resumed run repeats it."""
-    from fmnist.train.distributed import World, sum_across
+@dataclass(frozen=True)
+class RunPlan:
+    """What stays fixed through a run: config, data, processes and the step plan."""
 
-    world = world or World()
-    device = data.train_x.device
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch + 7919 * world.rank)  # dropout: the global generator
+    cfg: TrainConfig
+    data: TrainingData
+    world: World
+    steps_per_epoch: int  # global batches per epoch (a last partial batch is dropped)
+    total_steps: int
+    warmup_steps: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, data: TrainingData, world: World) -> RunPlan:
+        n = len(data.train_y)
+        per_epoch = max(1, n // min(cfg.batch_size, n))
+        warmup = int(round(cfg.warmup_epochs * per_epoch))
+        return cls(cfg, data, world, per_epoch, per_epoch * cfg.epochs, warmup)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.cfg.lr, self.warmup_steps, self.cfg.schedule)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def augment(images_uint8: torch.Tensor, cfg: TrainConfig, mean: float, std: float, gen) -> torch.Tensor:
+    """A training batch: crop and flip in [0, 1] (pads are black), standardise, erase; in cfg's layout."""
+    x = to_unit(images_uint8)  # (b, 1, 28, 28)
+    if cfg.crop_pad:
+        x = random_crop(x, cfg.crop_pad, gen)
+    if cfg.flip:
+        x = random_flip(x, gen)
+    x = standardise(x, mean, std)
+    if cfg.erase_p:
+        x = random_erase(x, cfg.erase_p, gen)
+    return x.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+
+
+def train_one_epoch(
+    net: nn.Module, state: TrainState, run: RunPlan, progress: Progress | None = None
+) -> dict:
+    """Train epoch ``state.epoch + 1`` and advance ``state`` past it (epoch, step, training time).
+
+    ``net`` is ``state.model`` as called (DDP- and/or torch.compile-wrapped). Each rank trains on its
+    slice of every global batch; the epoch's figures are summed over ranks.
+    """
+    cfg, data, world = run.cfg, run.data, run.world
+    epoch, device = state.epoch + 1, data.train_x.device
+    gen = _generator(device, epoch_seed(cfg.seed, epoch))
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, world.rank))  # dropout: the global generator
     n = len(data.train_y)
-    bs = min(cfg.batch_size, n)
-    steps = n // bs
+    bs, steps = min(cfg.batch_size, n), run.steps_per_epoch
     perm = torch.randperm(n, device=device, generator=gen)  # the same on every rank
-    if world.active:  # augmentation differs per rank; the permutation must not
-        aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch + 7919 * world.rank)
-    else:
-        aug_gen = gen
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    t0 = time.perf_counter()
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    # Augmentation differs per rank, the permutation must not; one process draws both from ``gen``.
+    aug_gen = _generator(device, epoch_seed(cfg.seed, epoch, world.rank)) if world.active else gen
+    net.train()
+    loss_sum, hits = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+    seen, t0 = 0, time.perf_counter()
     for i in range(steps):
-        lr = lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group in state.optimizer.param_groups:
+            group["lr"] = run.lr(state.step)
         idx = perm[i * bs : (i + 1) * bs][world.rank :: world.size]  # this rank's slice
-        x = data.train_x[idx].float().div_(255)  # (b, 1, 28, 28) in [0, 1], black background
-        if cfg.crop_pad:
-            x = random_crop(x, cfg.crop_pad, aug_gen)
-        if cfg.flip:
-            x = random_flip(x, aug_gen)
-        x = (x - data.mean) / data.std
-        if cfg.erase_p:
-            x = random_erase(x, cfg.erase_p, aug_gen)
-        x = x.contiguous(memory_format=memory_format)
-        y = data.train_y[idx]
+        x, y = augment(data.train_x[idx], cfg, data.mean, data.std, aug_gen), data.train_y[idx]
         with autocast_for(device, cfg.bf16):
-            logits = model(x)
+            logits = net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        if ema is not None:
-            ema.update(unwrap(model))
-        step += 1
+        state.optimizer.step()
+        if state.ema is not None:
+            state.ema.update(state.model)
+        state.step += 1
         loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        hits += correct(logits, y)
         seen += len(y)
         if progress is not None and (i % 20 == 19 or i == steps - 1):
-            elapsed = time.perf_counter() - t0
-            progress(i + 1, loss_sum.item() / seen, correct.item() / seen, seen / max(elapsed, 1e-9))
+            ips = seen / max(time.perf_counter() - t0, 1e-9)
+            progress(i + 1, loss_sum.item() / seen, hits.item() / seen, ips)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
-    loss_sum, correct, seen_t = sum_across(
-        world, loss_sum, correct.double(), torch.tensor(float(seen), device=device)
+    loss_sum, hits, seen_t = sum_across(
+        world, loss_sum, hits.double(), torch.tensor(float(seen), device=device)
     )
     seen = int(seen_t.item())
+    state.epoch, state.train_time_s = epoch, state.train_time_s + elapsed
     return {
         "train_loss": loss_sum.item() / max(seen, 1),
-        "train_acc": correct.item() / max(seen, 1),
-        "lr": lr_at(step, total_steps, cfg.lr, warmup_steps, cfg.schedule),
+        "train_acc": hits.item() / max(seen, 1),
+        "lr": run.lr(state.step),
         "train_time_s": elapsed,
         "images_per_s": seen / max(elapsed, 1e-9),
-        "step": step,
     }
 
 
-@torch.no_grad()
+def evaluate(model: nn.Module, data: TrainingData, cfg: TrainConfig) -> dict:
+    """Validation accuracy and cross-entropy (NaN without a validation split), timed. fp32, as
+    ``fmnist evaluate`` / predict / serve score, so model selection sees what the saved model gives."""
+    t0 = time.perf_counter()
+    logits = logits_of(
+        model, data.val_x, data.mean, data.std, cfg.eval_batch_size, channels_last=cfg.channels_last
+    )
+    loss = F.cross_entropy(logits, data.val_y).item()  # the mean over no images is NaN, as accuracy's
+    return {
+        "val_acc": accuracy(logits, data.val_y),
+        "val_loss": loss,
+        "eval_time_s": time.perf_counter() - t0,
+    }
+
+
+def check_finite(train_loss: float, model: nn.Module, epoch: int, cfg: TrainConfig) -> None:
+    """Stop a run whose loss or weights went NaN/inf, before anything of that epoch is saved.
+
+    Called once per epoch: the loss is the epoch's mean (one number, already on the host), the
+    weights cost one reduction and one sync. Once a step has produced NaN, SGD never recovers.
+    """
+    with torch.no_grad():
+        weights_ok = bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+    if not (math.isfinite(train_loss) and weights_ok):
+        raise ConfigError(
+            f"training diverged at epoch {epoch} (loss {train_loss:.4g}"
+            + ("" if weights_ok else ", weights not finite")
+            + f"); lower --lr (now {cfg.lr:g}) or add --warmup-epochs; the diverged weights were not saved"
+        )
+
+
 def predict_logits(
     model: nn.Module,
     x_uint8: torch.Tensor,
@@ -158,26 +224,10 @@ def predict_logits(
     batch_size: int = 1024,
     bf16: bool = False,
     channels_last: bool = True,
+    flip_tta: bool = False,
 ) -> torch.Tensor:
-    """Logits (n, classes) as float32 for uint8 images (n, 1, 28, 28), in eval mode.
-
-    fp32 by default, as ``fmnist evaluate`` / predict / serve score: model selection then sees the
-    same numbers the saved model gives. ``bf16=True`` is for throughput measurements.
-    """
-    model.eval()
-    device = x_uint8.device
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    outs = []
-    for i in range(0, len(x_uint8), batch_size):
-        x = normalise(x_uint8[i : i + batch_size], mean, std).contiguous(memory_format=memory_format)
-        with autocast_for(device, bf16):
-            outs.append(model(x).float())
-    return torch.cat(outs) if outs else torch.empty(0, 10, device=device)
-
-
-def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    if len(labels) == 0:
-        return float("nan"), float("nan")
-    acc = (logits.argmax(1) == labels).float().mean().item()
-    loss = F.cross_entropy(logits, labels).item()
-    return acc, loss
+    """:func:`fmnist.models.inference.logits_of` under bf16 autocast when ``bf16`` (throughput figures)."""
+    with autocast_for(x_uint8.device, bf16):
+        return logits_of(
+            model, x_uint8, mean, std, batch_size, flip_tta=flip_tta, channels_last=channels_last
+        )

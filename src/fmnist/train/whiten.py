@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmnist.models.inputs import normalise
+
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
     """The first convolution of ``model`` if it reads the one grayscale channel, else None."""
@@ -24,7 +26,7 @@ def patch_eigens(
     images_uint8: torch.Tensor, kernel: int, mean: float, std: float, max_images: int = 5000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues (descending) and eigenvectors (columns) of the kxk patch covariance, normalised pixels."""
-    x = (images_uint8[:max_images].float().div(255) - mean) / std  # (n, 1, 28, 28)
+    x = normalise(images_uint8[:max_images], mean, std)  # (n, 1, 28, 28)
     patches = F.unfold(x, kernel, padding=kernel // 2)  # (n, k*k, positions)
     patches = patches.transpose(1, 2).reshape(-1, kernel * kernel).double()
     patches = patches - patches.mean(0)

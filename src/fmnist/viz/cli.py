@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fmnist.cli import HelpFormatter, add_group
-from fmnist.data.cli import add_source_args
+from fmnist.data.cli import add_source_args, load_or_fetch
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 def cmd_embed(args) -> int:
     from fmnist.errors import ConfigError
-    from fmnist.viz.embed import FEATURES, METHODS, MIN_N, load_named, write_maps
+    from fmnist.viz.embed import FEATURES, METHODS, MIN_N, write_maps
 
     if args.method not in METHODS:
         raise ConfigError(f"unknown --method {args.method!r}; known: {', '.join(METHODS)}")
@@ -58,7 +58,7 @@ def cmd_embed(args) -> int:
         raise ConfigError(f"--n must be at least {MIN_N}, got {args.n}")
     run = None
     if args.features == "cnn":
-        from fmnist.models.checkpoint import resolve_model_path
+        from fmnist.models.inference import resolve_model_path
 
         if args.run is None:
             raise ConfigError("--features cnn needs --run RUN_DIR (a folder written by `fmnist train`)")
@@ -70,7 +70,7 @@ def cmd_embed(args) -> int:
         raise ConfigError(
             "--data-dir names one data set's folder; with --dataset both each is found in the cache"
         )
-    datasets = [load_named(name, args.data_dir) for name in names]
+    datasets = [load_or_fetch(name, args.data_dir) for name in names]
     for path in write_maps(
         datasets,
         args.split,

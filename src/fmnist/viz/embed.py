@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.errors import ConfigError, DataError
+from fmnist.errors import ConfigError
 from fmnist.fsio import write_json, write_text
 
 METHODS = ("pca", "tsne", "umap")
@@ -57,30 +57,6 @@ class MapInfo:
         return f"{dataset_title}: {METHOD_TITLES[self.method]} of {source}{reduction}\n{self.sample_note}"
 
 
-def load_named(name: str, data_dir: str | None):
-    """``load_dataset`` with a one-line reason when the data set cannot be had (e.g. MNIST offline)."""
-    from fmnist.data.loader import load_dataset
-    from fmnist.data.registry import get_spec
-
-    spec = get_spec(name)
-    if data_dir is not None:
-        return load_dataset(name, data_dir)  # its errors already name the folder
-    try:
-        return load_dataset(name, download=False)
-    except DataError:
-        pass  # not here yet: download it, saying so on stdout so stderr holds only a final error
-    print(
-        f"{spec.title} not found locally: downloading it (as `fmnist data fetch --dataset {name}` would)",
-        flush=True,
-    )
-    try:
-        return load_dataset(name, quiet=True)
-    except DataError as exc:
-        raise DataError(
-            f"{spec.title} is not available here ({exc}); put its four IDX files in a folder and pass --data-dir"
-        ) from None
-
-
 def subsample(total: int, n: int, seed: int) -> np.ndarray:
     """Sorted indices of ``n`` images drawn without replacement (all of them when n >= total)."""
     if n >= total:
@@ -97,7 +73,7 @@ def features_of(images: np.ndarray, kind: str, run: str | Path | None = None, th
             raise ConfigError("--features cnn needs --run RUN_DIR (a folder written by `fmnist train`)")
         import torch
 
-        from fmnist.models.checkpoint import load_model
+        from fmnist.models.inference import load_model
 
         if threads:
             torch.set_num_threads(threads)

@@ -170,7 +170,7 @@ async function loadHealth() {
   try {
     const h = await api("/health");
     limits = h.limits;
-    const acc = h.test_accuracy === null ? "test accuracy not recorded" : `test accuracy ${(100 * h.test_accuracy).toFixed(2)}%`;
+    const acc = h.test_accuracy === null ? "not evaluated" : `test accuracy ${(100 * h.test_accuracy).toFixed(2)}%`;
     $("#model-info").textContent = `Model ${h.arch} (${h.backend}) trained on ${h.dataset}, ${acc}, data ${h.data_fingerprint}.`;
   } catch (error) {
     $("#model-info").textContent = `Model information unavailable: ${error.message}`;

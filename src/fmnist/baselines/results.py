@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.errors import FmnistError
-from fmnist.fsio import append_line
+from fmnist.fsio import append_line, read_jsonl
 
 STATUSES = ("done", "skipped", "timeout", "memory", "error")
 
@@ -47,41 +47,20 @@ def job_key(dataset: str, subsample: int | None, name: str, parameters: dict[str
 
 def read_results(path: str | os.PathLike) -> list[dict]:
     """All rows of a results file ([] if it does not exist); anything but a cut last line is an error."""
-    path = Path(path)
-    if not path.exists():
-        return []
     try:
-        text = path.read_text(encoding="utf-8")
+        rows = read_jsonl(path, strict=True)
     except IsADirectoryError:
         raise ResultsError(f"{path}: is a folder, not a results file") from None
     except UnicodeDecodeError:
         raise ResultsError(f"{path}: not a text file; not a results file") from None
+    except ValueError as exc:  # a complete line that is not JSON
+        raise ResultsError(f"{exc}; not a results file") from None
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    lines = text.split("\n")
-    complete, tail = lines[:-1], lines[-1]  # tail: "" or a line without its newline
-    rows = []
-    for number, line in enumerate(complete, 1):
-        if line.strip():
-            rows.append(_parse_row(path, number, line))
-    if tail.strip():
-        if not tail.lstrip().startswith("{"):
-            raise ResultsError(f"{path}: line {len(lines)} is not JSON; not a results file")
-        try:
-            rows.append(_parse_row(path, len(lines), tail))
-        except ResultsError:
-            pass  # a row cut by a kill: its job was not finished
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or "key" not in row or "status" not in row:
+            raise ResultsError(f"{path}: row {number} is not a result row (needs 'key' and 'status')")
     return rows
-
-
-def _parse_row(path: Path, number: int, line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError:
-        raise ResultsError(f"{path}: line {number} is not JSON; not a results file") from None
-    if not isinstance(row, dict) or "key" not in row or "status" not in row:
-        raise ResultsError(f"{path}: line {number} is not a result row (needs 'key' and 'status')")
-    return row
 
 
 def repair_tail(path: str | os.PathLike) -> bool:

@@ -101,17 +101,17 @@ def _value(value: Any) -> Any:
     return value
 
 
-def translate(name: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any], str | None, list[str]]:
-    """Map a 2017 configuration to ``(estimator name, keyword arguments, wrapper, notes)``.
+def translate(name: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any], bool, list[str]]:
+    """Map a 2017 configuration to ``(estimator name, keyword arguments, one_vs_rest, notes)``.
 
-    ``wrapper`` is ``"ovr"`` / ``"ovo"`` when the estimator must be wrapped in
-    ``OneVsRestClassifier`` / ``OneVsOneClassifier``; ``notes`` say what changed. Pure: no import.
+    ``one_vs_rest``: the estimator must be wrapped in a ``OneVsRestClassifier``; ``notes`` say
+    what changed. Imports nothing but scikit-learn's version.
     """
     kwargs = {k: _value(v) for k, v in parameters.items()}
     notes = [
         f"{k}={v!r} -> {kwargs[k]!r}" for k, v in parameters.items() if kwargs[k] is not v and kwargs[k] != v
     ]
-    wrapper = None
+    one_vs_rest = False
     for param, value in list(kwargs.items()):
         new = RENAMED_VALUES.get((name, param, value)) if isinstance(value, str) else None
         if new is not None:
@@ -132,7 +132,7 @@ def translate(name: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any
         multi = kwargs.pop("multi_class", None)
         penalty = kwargs.get("penalty", "l2")
         if multi == "ovr":
-            wrapper = "ovr"
+            one_vs_rest = True
             kwargs.setdefault("solver", "liblinear")
             notes.append("multi_class='ovr' -> OneVsRestClassifier(LogisticRegression(solver='liblinear'))")
         elif multi == "multinomial":
@@ -148,25 +148,21 @@ def translate(name: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any
             del kwargs["penalty"]
             kwargs["l1_ratio"] = ratio
             notes.append(f"penalty={penalty!r} -> l1_ratio={ratio}")
-    return name, kwargs, wrapper, notes
+    return name, kwargs, one_vs_rest, notes
 
 
 def build_estimator(name: str, parameters: dict[str, Any]) -> Built:
     """An unfitted estimator for one grid configuration; :class:`CannotBuild` says why not."""
-    target, kwargs, wrapper, notes = translate(name, parameters)
+    target, kwargs, one_vs_rest, notes = translate(name, parameters)
     cls = resolve(target)
     try:
         estimator = cls(**kwargs)
     except TypeError as exc:
         raise CannotBuild(f"{target}: {exc}") from None
-    if wrapper == "ovr":
+    if one_vs_rest:
         from sklearn.multiclass import OneVsRestClassifier
 
         estimator = OneVsRestClassifier(estimator)
-    elif wrapper == "ovo":
-        from sklearn.multiclass import OneVsOneClassifier
-
-        estimator = OneVsOneClassifier(estimator)
     return Built(estimator, tuple(notes))
 
 

@@ -1,15 +1,15 @@
-"""``fmnist bench sklearn``: the README's scikit-learn benchmark, guarded, resumable and parallel.
+"""``fmnist bench sklearn``: the README's scikit-learn baselines, under limits, resumable and parallel.
 
-Each job (one configuration on one data set) runs in its own child process
-(:mod:`fmnist.bench.worker`), supervised by a thread here or by a Dask worker: the supervisor
-polls the child's CPU time, wall time and resident memory every 0.1 s and kills it at any limit,
-so a runaway configuration costs at most its limits and the run goes on. Only this process writes the
-results file, one fsync'd line per finished job; a restarted run skips every key already there.
+Each job (one configuration on one data set) runs in its own child process under operating-system
+limits (:mod:`fmnist.baselines.job`), so a runaway configuration costs at most its limits and the
+run goes on. Only this process writes the results file, one fsync'd line per finished job; a
+restarted run skips every key already there.
 
-Parallelism: ``--jobs N`` runs N supervisors through joblib (threads: the work is in the child
-processes, and threads die with this process, taking their children with them);
-``--scheduler local`` runs them on a Dask LocalCluster, ``--scheduler tcp://HOST:PORT`` on a Dask
-cluster whose workers have ``fmnist[bench]`` installed and the data at hand.
+Parallelism: ``--jobs N`` runs N jobs at once from a pool of threads here (each thread only starts
+and waits for its child; a thread dies with this process, and the kernel then kills its child);
+``--scheduler local`` runs them from a Dask LocalCluster's threads, ``--scheduler tcp://HOST:PORT``
+on a Dask cluster whose workers have ``fmnist[bench]`` installed and the data at hand. The limits
+are the child's own wherever it runs, so a remote worker enforces them too.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist.bench import grid as gridmod
-from fmnist.bench.guard import _STOP, Job, _row, default_memory_limit_mb, parse_memory, run_guarded  # noqa: F401
-from fmnist.bench.results import (
+from fmnist import dask_client
+from fmnist.baselines import grid as gridmod
+from fmnist.baselines.job import Job, reset_jobs, result_row, run_limited, stop_jobs
+from fmnist.baselines.results import (
     STATUSES,
     append_result,
     job_key,
@@ -49,8 +47,6 @@ WALL_FACTOR = 5.0
 DEFAULT_QUICK = 2000  # training images
 QUICK_REPEATS = 2
 QUICK_TIME_LIMIT = 60.0  # CPU seconds per job
-CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler before giving up
-SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/:]+(:\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -66,10 +62,10 @@ class SklearnBenchConfig:
     seed: int = 0  # seeds the subsample and the shuffles
     jobs: int = 1  # configurations run at once
     threads: int = 1  # BLAS / OpenMP threads inside each job
-    time_limit: float = 3600.0  # CPU seconds per job (its processes together), start-up included
+    time_limit: float = 3600.0  # CPU seconds per job process, start-up included (RLIMIT_CPU)
     wall_limit: float | None = None  # wall seconds per job; None: WALL_FACTOR x time_limit
-    memory_limit_mb: float = 8192.0  # MiB of resident memory per job (child and its children)
-    scheduler: str | None = None  # None: joblib here; "local": Dask LocalCluster; "tcp://host:port"
+    memory_limit_mb: float = 8192.0  # MiB of data memory per job process (RLIMIT_DATA)
+    scheduler: str | None = None  # None: threads here; "local": Dask LocalCluster; "tcp://host:port"
     grid: str | None = None  # grid JSON (default: the README's baselines.json, shipped)
     only: tuple[str, ...] = ()  # families to run (default: all)
     retry: tuple[str, ...] = ()  # statuses whose jobs are run again (e.g. "timeout")
@@ -88,10 +84,7 @@ class SklearnBenchConfig:
         bad = [s for s in self.retry if s not in STATUSES or s == "done"]
         if bad:
             raise ConfigError(f"--retry takes statuses from {', '.join(STATUSES[1:])}, not {', '.join(bad)}")
-        if self.scheduler not in (None, "local") and not SCHEDULER_ADDRESS.match(self.scheduler):
-            raise ConfigError(
-                f"bad scheduler address {self.scheduler!r}; expected tcp://HOST:PORT or 'local'"
-            )
+        dask_client.check_scheduler(self.scheduler)
 
 
 # --------------------------------------------------------------------------- planning a run
@@ -111,7 +104,7 @@ class Plan:
 def _training_labels(cfg: SklearnBenchConfig):
     import numpy as np
 
-    from fmnist.bench.worker import load_arrays, subsample_indices
+    from fmnist.baselines.worker import load_arrays, subsample_indices
 
     _, y_train, _, _, _ = load_arrays(cfg.dataset, cfg.data_dir, cfg.data_npz)
     if cfg.quick is not None and cfg.quick >= len(y_train):
@@ -124,7 +117,7 @@ def make_plan(cfg: SklearnBenchConfig) -> Plan:
     """Expand the grid, drop finished jobs, refuse those whose memory estimate is over the limit."""
     import numpy as np
 
-    from fmnist.bench.estimators import ESTIMATORS, memory_estimate
+    from fmnist.baselines.estimators import ESTIMATORS, memory_estimate
 
     cfg.validate()
     configs = gridmod.select(gridmod.expand(gridmod.load_grid(cfg.grid)), cfg.only)
@@ -167,17 +160,13 @@ def make_plan(cfg: SklearnBenchConfig) -> Plan:
 
 
 def _refused_row(job: Job, need_bytes: int, n_train: int) -> dict:
-    row = _row(job, [], None, 0, [], now_iso(), 0.0, 0.0)
-    row.update(
-        status="memory",
-        n_train=n_train,
-        reason=(
-            f"refused before starting: needs at least {need_bytes / 2**30:,.1f} GiB "
-            f"(n x n kernel matrices for {n_train:,} training images), over the limit of "
-            f"{job.memory_limit_mb / 1024:,.1f} GiB per job"
-        ),
+    reason = (
+        f"refused before starting: needs at least {need_bytes / 2**30:,.1f} GiB "
+        f"(n x n kernel matrices for {n_train:,} training images), over the limit of "
+        f"{job.memory_limit_mb / 1024:,.1f} GiB per job"
     )
-    return row
+    row = result_row(job, [], "memory", reason, started=now_iso(), seconds=0.0, peak_mb=0.0, cpu_seconds=0.0)
+    return {**row, "n_train": n_train}
 
 
 # --------------------------------------------------------------------------- running
@@ -215,65 +204,29 @@ def _scratch_folder(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so the supervisors kill their jobs and clean up (main thread only)."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
+def _killing_on_error() -> Iterator[None]:
+    """Leaving early (an interruption, an error) kills the running jobs before anything waits for them."""
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except BaseException:
+        stop_jobs()  # the children die; rows already written stay
+        raise
 
 
-def _run_local(jobs: list[Job], n: int) -> Iterator[dict | None]:
-    from joblib import Parallel, delayed
+@contextlib.contextmanager
+def _finished_rows(jobs: list[Job], n: int, scheduler: str | None) -> Iterator[Iterator[dict | None]]:
+    """The jobs' rows as they end, ``n`` jobs at a time, from threads here or from Dask's workers."""
+    if scheduler is None:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    yield from Parallel(n_jobs=n, backend="threading", return_as="generator_unordered")(
-        delayed(run_guarded)(job) for job in jobs
-    )
+        with ThreadPoolExecutor(n, thread_name_prefix="fmnist-job") as pool, _killing_on_error():
+            yield (f.result() for f in as_completed([pool.submit(run_limited, job) for job in jobs]))
+    else:
+        from distributed import as_completed
 
-
-def _connect(scheduler: str, n: int):
-    """A Dask client: a LocalCluster of ``n`` single-thread workers in this process, or a remote scheduler."""
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    if scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
-        )
-        return Client(cluster), cluster
-    try:
-        return Client(scheduler, timeout=CONNECT_TIMEOUT), None
-    except (OSError, TimeoutError) as exc:
-        raise FmnistError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-
-
-def _run_dask(jobs: list[Job], scheduler: str, n: int) -> Iterator[dict | None]:
-    from distributed import as_completed
-
-    client, cluster = _connect(scheduler, n)
-    try:
-        futures = [
-            client.submit(run_guarded, job, key=f"fmnist-bench-{i}-{time.time_ns()}", pure=False)
-            for i, job in enumerate(jobs)
-        ]
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        # A LocalCluster's workers are threads of this process; the jobs' limits are their own.
+        with dask_client.client(scheduler, n, processes=False) as dask, _killing_on_error():
+            yield (f.result() for f in as_completed(dask.map(run_limited, jobs, pure=False)))
 
 
 def describe_row(row: dict) -> str:
@@ -298,38 +251,29 @@ def run_benchmark(cfg: SklearnBenchConfig, log: Callable[[str], None] = print) -
         f"({cfg.dataset}, {plan.n_train:,} training images{' (quick)' if cfg.quick else ''})"
     )
     new: list[dict] = []
-    _STOP.clear()
-    # The jobs' files live beside the results (not in /tmp), so a killed run's leftovers go at the restart.
+
+    def record(row: dict) -> None:
+        append_result(results, row)
+        new.append(row)
+        log(f"[{len(new)}/{n_run}] {describe_row(row)}")
+
+    reset_jobs()
+    # The jobs' files live beside the results (not in /tmp), so a killed run's leftovers go at the restart;
+    # a remote worker uses its own temporary folder.
     scratch = results.with_name(f".{results.name}.jobs")
-    with _locked(results), _sigterm_as_exit(), _scratch_folder(scratch):
+    remote = cfg.scheduler not in (None, "local")
+    jobs = plan.jobs if remote else [dataclasses.replace(j, scratch=str(scratch)) for j in plan.jobs]
+    with _locked(results), _scratch_folder(scratch):
         write_json(results.with_suffix(".config.json"), dataclasses.asdict(cfg))  # beside the rows it made
         if repair_tail(results):
             log(f"{results}: dropped a last line cut by a kill")
         for row in plan.refused:
-            append_result(results, row)
-            new.append(row)
-            log(f"[{len(new)}/{n_run}] {describe_row(row)}")
-        if not plan.jobs:
-            return new
-        n = min(cfg.jobs, len(plan.jobs))
-        if cfg.scheduler is None:
-            stream = _run_local([dataclasses.replace(j, scratch=str(scratch)) for j in plan.jobs], n)
-        elif cfg.scheduler == "local":
-            stream = _run_dask(
-                [dataclasses.replace(j, scratch=str(scratch)) for j in plan.jobs], cfg.scheduler, n
-            )
-        else:
-            stream = _run_dask(plan.jobs, cfg.scheduler, n)  # remote workers: their own temporary folder
-        try:
-            for row in stream:
-                if row is None:
-                    continue
-                append_result(results, row)
-                new.append(row)
-                log(f"[{len(new)}/{n_run}] {describe_row(row)}")
-        except BaseException:
-            _STOP.set()  # supervisors kill their children; finished rows are already on disk
-            raise
+            record(row)
+        if jobs:
+            with _finished_rows(jobs, min(cfg.jobs, len(jobs)), cfg.scheduler) as rows:
+                for row in rows:
+                    if row is not None:
+                        record(row)
     counts = Counter(r["status"] for r in new)
     log("finished: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]))
     return new

@@ -4,12 +4,11 @@ The file maps each classifier to a list of ``{parameter: [values]}`` blocks; a c
 pick from the Cartesian product of every value list, exactly as the original ``runner.py`` expanded
 it (so the MLP block, which holds two parameters, gives 2 x 4 configurations). The shipped grid
 gives 143 configurations. Parameters keep the file's spelling (``"log"``, ``"(10,10,)"``);
-:mod:`fmnist.bench.estimators` maps them to today's scikit-learn.
+:mod:`fmnist.baselines.estimators` maps them to today's scikit-learn.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmnist import grid as grids
 from fmnist.errors import ConfigError
 
 GRID_FILE = Path(__file__).with_name("baselines.json")  # verbatim copy of the README's file
@@ -63,19 +63,20 @@ def load_grid(path: str | os.PathLike | None = None) -> dict[str, Any]:
         )
         if not ok:
             raise ConfigError(f"{path}: {name} must be a list of {{parameter: [values]}} objects")
+        named = [p for block in blocks for p in block]
+        if len(named) != len(set(named)):
+            raise ConfigError(f"{path}: {name} names a parameter in two blocks")
     return grid
 
 
 def expand(grid: dict[str, Any]) -> list[BenchConfig]:
     """Every configuration of ``grid``, in file order (the original runner's order)."""
     common = grid.get("common", {})
-    configs = []
-    for name, blocks in grid["classifiers"].items():
-        names = [p for block in blocks for p in block]
-        values = [v for block in blocks for v in block.values()]
-        for combo in itertools.product(*values):
-            configs.append(BenchConfig(name, {**dict(zip(names, combo, strict=True)), **common}))
-    return configs
+    return [
+        BenchConfig(name, {**picked, **common})
+        for name, blocks in grid["classifiers"].items()
+        for picked in grids.expand({p: values for block in blocks for p, values in block.items()})
+    ]
 
 
 def families(configs: Sequence[BenchConfig]) -> list[str]:

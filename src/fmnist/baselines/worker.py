@@ -1,8 +1,9 @@
-"""One benchmark job in its own process: ``python -m fmnist.bench.worker JOB.json PROGRESS.jsonl PARENT_PID``.
+"""One baseline job in its own process: ``python -m fmnist.baselines.worker JOB.json PROGRESS.jsonl PARENT_PID``.
 
-The supervisor (:func:`fmnist.bench.guard.run_guarded`) starts this process, watches its
-time and memory, and kills it at either limit; this process never writes the results file. It
-reports through PROGRESS.jsonl, one line per event, so whatever it finished survives a kill:
+:func:`fmnist.baselines.job.run_limited` starts this process, which first puts itself under the
+job's limits (:func:`apply_limits`: the kernel enforces them from then on) and never writes the
+results file. It reports through PROGRESS.jsonl, one line per event, so whatever it finished
+survives a kill:
 
 - ``{"event": "start", "estimator": ..., "mapped": [...], "n_train": ..., ...}``
 - ``{"event": "repeat", "score": 0.85, "fit_seconds": ..., "test_seconds": ...}`` per repeat
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -94,7 +96,7 @@ def prepare(job: dict) -> dict[str, Any]:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this process when its supervisor dies, so a killed run leaves no orphans."""
+    """Ask Linux to kill this process when the thread that started it dies, so a killed run leaves no orphans."""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -104,25 +106,29 @@ def _die_with_parent(parent_pid: int) -> None:
         except (OSError, AttributeError):
             pass
     if parent_pid and os.getppid() != parent_pid:
-        os._exit(1)  # the supervisor is already gone
+        os._exit(1)  # the runner is already gone
 
 
-def _limit_address_space(limit_mb: float | None) -> None:
-    """Backstop for the supervisor's RSS watch: allocations past the limit raise MemoryError here."""
-    if not limit_mb:
-        return
-    try:
-        import resource
+def apply_limits(time_limit: float, memory_limit_mb: float) -> None:
+    """Put this process under the job's limits; the kernel enforces them from here on.
 
-        import psutil
+    ``RLIMIT_CPU`` counts this process's CPU seconds since it started (start-up included): SIGXCPU
+    ends it at the limit, SIGKILL a second later should anything catch that. ``RLIMIT_DATA`` bounds
+    its heap and private mappings: an allocation past it fails, which Python raises as MemoryError.
+    Both limits are hard, so the job cannot raise them (unless it runs as root). No core files.
+    """
+    import resource
 
-        current = psutil.Process().memory_info().vms
-        soft = int(current + limit_mb * 2**20)
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if hard == resource.RLIM_INFINITY or soft < hard:
-            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-    except (ImportError, ValueError, OSError):
-        pass
+    def lower(which: int, soft: int, hard: int) -> None:
+        _, current = resource.getrlimit(which)
+        if current != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current), min(hard, current)
+        resource.setrlimit(which, (soft, hard))
+
+    cpu = math.ceil(time_limit)
+    lower(resource.RLIMIT_CPU, cpu, cpu + 1)
+    lower(resource.RLIMIT_DATA, int(memory_limit_mb * 2**20), int(memory_limit_mb * 2**20))
+    lower(resource.RLIMIT_CORE, 0, 0)
 
 
 def _warnings_seen(caught: list) -> list[str]:
@@ -136,7 +142,7 @@ def run_job(job: dict, emit) -> None:
 
     from sklearn.base import clone
 
-    from fmnist.bench.estimators import CannotBuild, build_estimator, describe, sanity_check
+    from fmnist.baselines.estimators import CannotBuild, build_estimator, describe, sanity_check
 
     data = prepare(job)
     start = {
@@ -152,7 +158,6 @@ def run_job(job: dict, emit) -> None:
         emit({"event": "end", "status": "skipped", "reason": f"cannot be built: {exc}"})
         return
     emit({**start, "estimator": describe(built.estimator), "mapped": list(built.mapped)})
-    _limit_address_space(job.get("memory_limit_mb"))
     problem = sanity_check(built.estimator, data["x_train"], data["y_train"])
     if problem:
         emit({"event": "end", "status": "skipped", "reason": f"cannot be built: {problem}"})
@@ -193,6 +198,7 @@ def main(argv: list[str]) -> int:
     job_path, progress_path, parent_pid = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 0
     _die_with_parent(parent_pid)
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    apply_limits(job["time_limit"], job["memory_limit_mb"])
 
     def emit(event: dict) -> None:
         with open(progress_path, "a", encoding="utf-8") as fh:
@@ -201,16 +207,17 @@ def main(argv: list[str]) -> int:
 
     try:
         run_job(job, emit)
+        return 0
     except MemoryError as exc:
-        emit({"event": "end", "status": "memory", "reason": f"MemoryError: {exc}"[:300]})
+        end = {"event": "end", "status": "memory", "reason": f"MemoryError: {exc}"[:300]}
     except Exception as exc:  # the job failed, not the runner: record it and let the run go on
         from fmnist.errors import FmnistError
 
-        status = "error"
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        if isinstance(exc, FmnistError):
-            reason = str(exc)
-        emit({"event": "end", "status": status, "reason": reason})
+        reason = (
+            str(exc) if isinstance(exc, FmnistError) else " ".join(f"{type(exc).__name__}: {exc}".split())
+        )
+        end = {"event": "end", "status": "error", "reason": reason[:300]}
+    emit(end)  # out of the except block: the traceback, and the memory the failed fit held, are freed
     return 0
 
 

@@ -1,7 +1,7 @@
 """``fmnist bench report``: one self-contained HTML dashboard of every result row, readable offline.
 
 The page embeds its data (JSON) and its code (plain JavaScript, :file:`dashboard.js`); the scatter
-plots are inline SVG drawn here. No CDN, no font or script from anywhere: it opens from a file on
+plots are matplotlib's SVG, inline. No CDN, no font or script from anywhere: it opens from a file on
 a machine without network. Rows are grouped by configuration (name, parameters, training size) so
 Fashion-MNIST and MNIST results of the same configuration sit side by side.
 """
@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
 import json
-import math
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from fmnist.bench.results import latest, read_results
+from fmnist.baselines.results import latest, read_results
 from fmnist.fsio import write_text
 
+SVG, XLINK = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
 PALETTE = (  # 16 distinguishable colours, one per family in first-seen order (then they repeat)
     "#1f77b4",
     "#ff7f0e",
@@ -44,7 +46,7 @@ def load_rows(paths: Sequence[str | os.PathLike]) -> list[dict]:
     rows: list[dict] = []
     for path in paths:
         if not Path(path).exists():
-            from fmnist.bench.results import ResultsError
+            from fmnist.baselines.results import ResultsError
 
             raise ResultsError(f"{path}: results file not found")
         rows.extend(read_results(path))
@@ -180,7 +182,7 @@ def table_data(rows: Sequence[dict]) -> dict:
     return {"rows": out_rows, "columns": columns, "default_sort": "acc0" if datasets else "name"}
 
 
-# --------------------------------------------------------------------------- scatter (inline SVG)
+# --------------------------------------------------------------------------- scatter (matplotlib's SVG)
 
 
 def family_colours(rows: Iterable[dict]) -> dict[str, str]:
@@ -188,63 +190,56 @@ def family_colours(rows: Iterable[dict]) -> dict[str, str]:
     return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
 
 
-def scatter_svg(
-    rows: Sequence[dict], dataset: str, colours: dict[str, str], width: int = 460, height: int = 320
-) -> str:
-    """Accuracy (y) against training seconds per repeat (x, log scale) for the finished rows of ``dataset``."""
-    pts = [(r, _seconds(r)) for r in _done(rows) if r["dataset"] == dataset]
-    pts = [(r, max(s, 1e-3)) for r, s in pts if s is not None]
-    left, right, top, bottom = 52, 12, 14, 40
-    w, h = width - left - right, height - top - bottom
-    title = html.escape(dataset_title(dataset))
-    if not pts:
-        return f'<svg class="scatter" width="{width}" height="{height}" role="img" aria-label="{title}: no finished results"></svg>'
-    xs = [math.log10(s) for _, s in pts]
-    accs = [r["mean_accuracy"] for r, _ in pts]
-    x0, x1 = math.floor(min(xs)), math.ceil(max(xs))
-    x1 = x1 if x1 > x0 else x0 + 1
-    y0 = max(0.0, math.floor(min(accs) * 20) / 20)
-    y1 = min(1.0, math.ceil(max(accs) * 50) / 50)
-    y1 = y1 if y1 > y0 else y0 + 0.05
+def scatter_svg(rows: Sequence[dict], dataset: str, colours: dict[str, str]) -> str:
+    """Accuracy (y) against training seconds per repeat (x, log) of ``dataset``'s finished rows.
 
-    def px(v: float) -> float:
-        return left + (v - x0) / (x1 - x0) * w
+    Matplotlib's SVG, made fit to sit inline in the page: one ``g.point`` per row with its
+    configuration as a tooltip (``<title>``), no namespaces, metadata or group ids.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
 
-    def py(v: float) -> float:
-        return top + (1 - (v - y0) / (y1 - y0)) * h
-
-    parts = [
-        f'<svg class="scatter" width="{width}" height="{height}" role="img" '
-        f'aria-label="{title}: accuracy against training time">'
-    ]
-    parts.append(f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fff" stroke="#999"/>')
-    for d in range(x0, x1 + 1):
-        x = px(d)
-        label = f"{10.0**d:g}"
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + h}" stroke="#eee"/>')
-        parts.append(f'<text x="{x:.1f}" y="{top + h + 14}" text-anchor="middle">{label}</text>')
-    for i in range(6):
-        v = y0 + (y1 - y0) * i / 5
-        y = py(v)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + w}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{v:.3f}</text>')
-    parts.append(
-        f'<text x="{left + w / 2:.1f}" y="{height - 6}" text-anchor="middle">training seconds per repeat: CPU, else wall (log)</text>'
-    )
-    parts.append(
-        f'<text transform="translate(12 {top + h / 2:.1f}) rotate(-90)" text-anchor="middle">test accuracy</text>'
-    )
-    for (r, _), x, a in zip(pts, xs, accs, strict=True):
-        fam = r.get("family", r["name"])
-        tip = html.escape(
-            f"{r['name']} {params_text(r['parameters'])}: {a:.4f}, {10**x:.2f} s ({size_label(r)})"
+    points = [(r, s) for r in _done(rows) if r["dataset"] == dataset and (s := _seconds(r)) is not None]
+    fig = Figure(figsize=(4.8, 3.3))
+    ax = fig.add_subplot()
+    tips = {}
+    for i, (r, secs) in enumerate(points):
+        gid = f"point-{i}"
+        colour = colours.get(r.get("family", r["name"]), "#333")
+        ax.plot([max(secs, 1e-3)], [r["mean_accuracy"]], "o", ms=5, color=colour, alpha=0.75, gid=gid)
+        tips[gid] = (
+            f"{r['name']} {params_text(r['parameters'])}: {r['mean_accuracy']:.4f}, {secs:.2f} s ({size_label(r)})"
         )
-        parts.append(
-            f'<circle cx="{px(x):.1f}" cy="{py(a):.1f}" r="4" fill="{colours.get(fam, "#333")}" '
-            f'fill-opacity="0.75"><title>{tip}</title></circle>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    if points:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no finished results", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("training seconds per repeat: CPU, else wall (log)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(color="#eee")
+    fig.tight_layout()
+    svg = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text: small, and the page's font
+        fig.savefig(svg, format="svg")
+    root = ET.fromstring(svg.getvalue())
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if child.tag == f"{{{SVG}}}metadata":
+                parent.remove(child)
+    for el in root.iter():
+        el.tag = el.tag.rpartition("}")[2]
+        el.attrib = {k.replace(f"{{{XLINK}}}", "xlink:"): v for k, v in el.attrib.items()}
+        tip = tips.get(el.get("id")) if el.tag == "g" else None
+        if tip is not None:
+            title = ET.Element("title")
+            title.text = tip
+            el.insert(0, title)
+            el.set("class", "point")
+        if el.tag == "g":
+            el.attrib.pop("id", None)  # figure_1, axes_1, ...: the same in every plot of the page
+    what = "accuracy against training time" if points else "no finished results"
+    root.attrib.update({"class": "scatter", "role": "img", "aria-label": f"{dataset_title(dataset)}: {what}"})
+    return ET.tostring(root, encoding="unicode")
 
 
 # --------------------------------------------------------------------------- the page
@@ -263,7 +258,6 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.bad { color: #a33; cursor: help; }
 .plots { display: flex; flex-wrap: wrap; gap: 1.5em; }
 .plots figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: .3em; }
-.scatter text { font-size: 10px; fill: #444; }
 .legend span { display: inline-block; margin: 0 .9em .2em 0; font-size: .85em; }
 .legend i { display: inline-block; width: .8em; height: .8em; margin-right: .3em; border-radius: 50%; }
 .filters { margin: .4em 0 .8em; } .filters input, .filters select { margin-right: 1em; padding: 2px 4px; }

@@ -1,0 +1,247 @@
+"""``fmnist bench sklearn | report | add``: the scikit-learn baselines and the results table they share.
+
+Each action is a pair: ``_add_NAME(actions)`` builds its parser, ``cmd_NAME(args)`` runs it;
+:mod:`fmnist.bench.cli` puts them under ``fmnist bench`` beside the CNN benchmark. Heavy imports
+(scikit-learn, Dask) happen inside the ``cmd_`` functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from fmnist.cli import HelpFormatter
+from fmnist.data.cli import add_source_args
+
+DEFAULT_RESULTS = "benchmarks/results/sklearn.jsonl"
+DEFAULT_REPORT = "benchmarks/results/dashboard.html"
+
+
+def add_results_arg(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    """``--results``: the JSONL file every benchmark action reads or appends to."""
+    if many:
+        parser.add_argument(
+            "--results",
+            nargs="+",
+            default=[DEFAULT_RESULTS],
+            metavar="JSONL",
+            help="results files to show (rows with the same key: the last wins)",
+        )
+    else:
+        parser.add_argument(
+            "--results",
+            default=DEFAULT_RESULTS,
+            metavar="JSONL",
+            help="results file: appended one row per finished job, read to resume",
+        )
+
+
+def action(actions, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    return actions.add_parser(
+        name, help=help, description=f"{description}\n\nExample:\n  {example}", formatter_class=HelpFormatter
+    )
+
+
+def _add_sklearn(actions) -> None:
+    from fmnist.baselines.runner import DEFAULT_QUICK, QUICK_REPEATS, QUICK_TIME_LIMIT
+
+    p = action(
+        actions,
+        "sklearn",
+        help="the README's 143 scikit-learn baselines, under time and memory limits, resumable",
+        description="Train and score every configuration of the README's baselines.json (or --grid) on "
+        "today's scikit-learn. Each job runs in its own process under a time and memory limit; each "
+        "finished job is one line in --results, and a restarted run skips what is there.",
+        example="nice -n 19 fmnist bench sklearn --quick --jobs 2",
+    )
+    add_source_args(p)
+    p.add_argument(
+        "--data-npz",
+        default=None,
+        metavar="NPZ",
+        help="use an `fmnist data export --format npz` file instead (its name becomes --dataset)",
+    )
+    add_results_arg(p)
+    p.add_argument(
+        "--quick",
+        type=int,
+        nargs="?",
+        const=DEFAULT_QUICK,
+        default=None,
+        metavar="N",
+        help=f"train on a stratified subsample of N images (default N: {DEFAULT_QUICK}); "
+        f"also makes --repeats default to {QUICK_REPEATS} and --time-limit to {QUICK_TIME_LIMIT:g}",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FAMILY",
+        help="run only this family, e.g. SVC or RandomForest (repeatable, or comma-separated)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="jobs run at once")
+    p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads inside each job")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Dask: 'local' for a LocalCluster, or tcp://HOST:PORT of a scheduler",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="CPU seconds per job (start-up included); the kernel stops a job at it (RLIMIT_CPU) and "
+        "it is recorded as timeout (default: 3600)",
+    )
+    p.add_argument(
+        "--wall-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wall seconds per job, for jobs that wait instead of computing (default: 5 x --time-limit)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="data memory per job, e.g. 4G: an allocation past it fails (RLIMIT_DATA) and the job is "
+        "recorded as memory (default: 90%% of RAM / --jobs)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="shuffles of the training set per configuration (default: 3)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds the subsample and the shuffles")
+    p.add_argument(
+        "--grid", default=None, metavar="JSON", help="grid file (default: the README's baselines.json)"
+    )
+    p.add_argument(
+        "--retry",
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help="run again the jobs recorded with this status (timeout, memory, error, skipped)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would run, and how each is built")
+    p.set_defaults(func=cmd_sklearn)
+
+
+def cmd_sklearn(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from fmnist.baselines.job import default_memory_limit_mb, parse_memory
+    from fmnist.baselines.runner import QUICK_REPEATS, QUICK_TIME_LIMIT, SklearnBenchConfig
+
+    dataset = Path(args.data_npz).stem if args.data_npz else args.dataset
+    memory = parse_memory(args.memory_limit) if args.memory_limit else default_memory_limit_mb(args.jobs)
+    quick = args.quick is not None
+    cfg = SklearnBenchConfig(
+        results=args.results,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        data_npz=args.data_npz,
+        quick=args.quick,
+        seed=args.seed,
+        jobs=args.jobs,
+        threads=args.threads,
+        memory_limit_mb=memory,
+        repeats=args.repeats if args.repeats is not None else (QUICK_REPEATS if quick else 3),
+        time_limit=args.time_limit
+        if args.time_limit is not None
+        else (QUICK_TIME_LIMIT if quick else 3600.0),
+        wall_limit=args.wall_limit,
+        scheduler=args.scheduler,
+        grid=args.grid,
+        only=tuple(args.only),
+        retry=tuple(args.retry),
+    )
+    cfg.validate()
+    print("config: " + json.dumps(dataclasses.asdict(cfg)))
+    if args.dry_run:
+        return _dry_run(cfg)
+    from fmnist.baselines.runner import run_benchmark
+
+    run_benchmark(cfg)
+    return 0
+
+
+def _dry_run(cfg) -> int:
+    from fmnist.baselines.estimators import CannotBuild, build_estimator, describe
+    from fmnist.baselines.runner import make_plan
+
+    plan = make_plan(cfg)
+    print(
+        f"{len(plan.configs)} configurations, {len(plan.finished)} finished, {len(plan.jobs)} to run, "
+        f"{len(plan.refused)} refused; {plan.n_train:,} training images"
+    )
+    for row in plan.refused:
+        print(f"refuse  {row['name']} {json.dumps(row['parameters'])}: {row['reason']}")
+    for job in plan.jobs:
+        try:
+            built = build_estimator(job.name, job.parameters)
+            how = describe(built.estimator) + (f"   [{'; '.join(built.mapped)}]" if built.mapped else "")
+        except CannotBuild as exc:
+            how = f"cannot be built: {exc}"
+        print(f"run     {job.name} {json.dumps(job.parameters)} -> {how}")
+    return 0
+
+
+def _add_report(actions) -> None:
+    p = action(
+        actions,
+        "report",
+        help="write the offline HTML dashboard and print the best per family",
+        description="Write one self-contained HTML file (no network needed): a sortable table filterable "
+        "by name and parameter, accuracy against training time, the best configuration per family, "
+        "Fashion-MNIST and MNIST side by side where both were run.",
+        example="fmnist bench report --results benchmarks/results/sklearn.jsonl --out dashboard.html",
+    )
+    add_results_arg(p, many=True)
+    p.add_argument("--out", default=DEFAULT_REPORT, metavar="HTML", help="the HTML file to write")
+    p.add_argument("--title", default="Fashion-MNIST benchmark", help="page title")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from fmnist.baselines.report import best_per_family_markdown, load_rows, write_report
+
+    rows = load_rows(args.results)
+    path = write_report(rows, args.out, title=args.title, sources=args.results)
+    print(best_per_family_markdown(rows))
+    print(f"wrote {path} ({len(rows)} rows)")
+    return 0
+
+
+def _add_add(actions) -> None:
+    p = action(
+        actions,
+        "add",
+        help="add results from another benchmark (a CNN's) to a results file",
+        description="Append rows from FILE (a JSON object, a list of them, or JSON lines), each with at "
+        "least name, dataset and mean_accuracy (a fraction) or scores, so one table ranks everything.",
+        example='fmnist bench add cnn.json   # cnn.json: {"name": "CNN", "dataset": "fashion", "mean_accuracy": 0.93}',
+    )
+    p.add_argument("file", metavar="FILE", help="rows to add")
+    add_results_arg(p)
+    p.add_argument("--source", default="cnn", help="what produced the rows; also the default family")
+    p.set_defaults(func=cmd_add)
+
+
+def cmd_add(args) -> int:
+    from fmnist.baselines.results import append_external_result, external_row, load_rows_file
+
+    rows = load_rows_file(args.file)
+    for row in rows:
+        external_row(row, args.source)  # check every row before adding any
+    for row in rows:
+        stored = append_external_result(args.results, row, args.source)
+        print(f"added {stored['key']}: {stored['mean_accuracy']:.4f}")
+    return 0
+
+
+ACTIONS = (_add_sklearn, _add_report, _add_add)

@@ -12,8 +12,14 @@
 - The real Fashion-MNIST, found where ``fmnist data fetch`` put it (``make test`` runs that first):
   ``fashion_dir`` (its folder), ``data_cache`` (one decompressed-array cache for the session) and
   ``real_data`` (points a test, and the processes it starts, at both). Missing data fails, never skips.
+  ``fashion_gz_dir``: the same files as the four published ``.gz`` (what the README reader reads).
 - Helpers for tests that run the command line: ``fmnist_cmd`` (a subprocess), ``one_cpu`` (pin a
   child to one CPU), ``assert_one_line_error``; ``torch_threads`` / ``one_torch_thread``.
+- Small helpers, one home each (``from conftest import ...``): ``free_port``, ``snapshot`` (a folder's
+  files and bytes), ``corrupted`` (one byte flipped), and the tiny pictures ``encode`` (an image or a
+  uint8 array as the bytes of a PNG/JPEG/... file) and ``header_png`` (a PNG whose header claims any
+  size: a decompression-bomb stand-in); fixtures ``resource`` / ``good_bytes`` (the tiny set's
+  train-images entry and bytes).
 """
 
 from __future__ import annotations
@@ -22,11 +28,16 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
+import io
 import os
 import re
+import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,6 +113,25 @@ def real_data(fashion_dir, data_cache, monkeypatch) -> Path:
     return fashion_dir
 
 
+@pytest.fixture(scope="session")
+def fashion_gz_dir(fashion_dir, tmp_path_factory) -> Path:
+    """The real data as the four published ``.gz`` files, which the README reader (and ``load_mnist``,
+    its twin) read: ``fashion_dir`` itself when it holds them (the cache, Debian's copy), else a folder
+    with the ``.gz`` it holds linked and the decompressed files it holds (a ``$FMNIST_DATA_DIR`` may)
+    gzip'd."""
+    names = [res.filename for res in FASHION.resources.values()]
+    if all((fashion_dir / name).is_file() for name in names):
+        return fashion_dir
+    out = tmp_path_factory.mktemp("fashion-gz")
+    for name in names:
+        if (fashion_dir / name).is_file():
+            (out / name).symlink_to(fashion_dir / name)
+            continue
+        with open(fashion_dir / name[:-3], "rb") as raw, gzip.open(out / name, "wb", compresslevel=1) as gz:
+            shutil.copyfileobj(raw, gz)
+    return out
+
+
 # ---------------------------------------------------------------- threads, processes, one-line errors
 
 
@@ -164,8 +194,7 @@ def assert_one_line_error(
 ) -> str:
     """The promise for bad input: a non-zero exit, no traceback, and one ``fmnist: error: ...`` line
     holding every fragment; with ``only_line`` that line is the whole of stderr, else notes may precede it
-    (it is still the last line and the only error). argparse's usage errors name the command
-    (``prefix="fmnist run: error:"``). Returns the line."""
+    (it is still the last line and the only error). Returns the line."""
     assert returncode != 0, f"exit status 0; stderr: {stderr}"
     assert "Traceback" not in stderr, stderr
     lines = stderr.strip().splitlines()
@@ -176,6 +205,58 @@ def assert_one_line_error(
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     return errors[0]
+
+
+def free_port() -> int:
+    """A loopback TCP port free a moment ago (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> bytes): equal before and after = nothing changed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def corrupted(data: bytes) -> bytes:
+    """``data`` with one byte in the middle flipped: same size, wrong checksum."""
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0xFF
+    return bytes(bad)
+
+
+# ---------------------------------------------------------------- tiny pictures
+
+
+def encode(picture, fmt: str = "PNG", **options) -> bytes:
+    """``picture`` (a PIL image, or a uint8 array for ``Image.fromarray``) as the bytes of a ``fmt`` file,
+    as a user would upload it; ``options`` go to Pillow's ``save`` (quality, compress_level, ...)."""
+    from PIL import Image
+
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def header_png(width: int, height: int, colour_type: int = 0, depth: int = 8) -> bytes:
+    """A valid PNG whose header claims ``width`` x ``height`` (colour type 0: grey, 2: RGB, 6: RGBA) and
+    whose data is a 16-byte stub: a decompression bomb's header without its cost to build."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+# ---------------------------------------------------------------- the tiny fake data set
 
 
 def make_tiny_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +317,18 @@ def register_dataset(monkeypatch):
 def tiny_spec(tiny_idx_dir, register_dataset) -> DatasetSpec:
     """The tiny data set registered as ``tiny`` (no mirrors, no system copy)."""
     return register_dataset(tiny_idx_dir)
+
+
+@pytest.fixture
+def resource(tiny_spec) -> Resource:
+    """The tiny set's train-images entry (about 60 kB of gzip'd noise: several read chunks)."""
+    return tiny_spec.resources["train-images"]
+
+
+@pytest.fixture
+def good_bytes(tiny_idx_dir, resource) -> bytes:
+    """The bytes of that file, as a mirror should serve them."""
+    return (tiny_idx_dir / resource.filename).read_bytes()
 
 
 @dataclasses.dataclass

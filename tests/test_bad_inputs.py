@@ -35,9 +35,13 @@ NAMES = [case.name for case in QUICK] + [f"serve (HTTP)/{p.name}" for p in QUICK
 
 
 @pytest.fixture(scope="module")
-def records() -> dict[str, dict]:
-    """Every quick case's record, by name (one scratch folder, one tiny trained run, 2 cases at once)."""
-    got, _meta = bad_inputs.run_all(QUICK, QUICK_PROBES, jobs=2)
+def records(fashion_gz_dir) -> dict[str, dict]:
+    """Every quick case's record, by name (one scratch folder, one tiny trained run, 2 cases at once).
+    The harness reads the real data (its four .gz) wherever `fmnist data fetch` put it, not only from
+    the Debian copy that is its command-line default."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bad_inputs, "DATA_DIR", fashion_gz_dir)
+        got, _meta = bad_inputs.run_all(QUICK, QUICK_PROBES, jobs=2)
     return {rec["name"]: rec for rec in got}
 
 

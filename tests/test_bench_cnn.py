@@ -149,7 +149,7 @@ def test_tiny_real_run_writes_every_figure(tmp_path, monkeypatch, restore_thread
     import fmnist.train.device
     import fmnist.train.trainer
 
-    for module in (fmnist.train.device, fmnist.train.trainer):
+    for module in (fmnist.train.device, fmnist.train.trainer, cnn):
         monkeypatch.setattr(module, "set_threads", lambda _threads: torch.set_num_threads(1) or 1)
     out = tmp_path / "bench"
     args = ["bench", "cnn", "--recipes", "cpu-60s", "--seeds", "0,1", "--references", "tutorial,resnet"]

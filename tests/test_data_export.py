@@ -1,65 +1,53 @@
-"""Exports (NPZ, CSV, PNG folders) read back to the same arrays; the sprite has the README's layout."""
+"""Exports (NPZ, CSV, PNG folders) read back to the same arrays; the sprite has the README's layout.
+
+The commands on the real data read it wherever ``fmnist data fetch`` put it (conftest's ``real_data``:
+``$FMNIST_DATA_DIR`` and the session's array cache, so only the first command gunzips); the reference
+arrays come from ``load_mnist`` on the published ``.gz`` (``fashion_gz_dir``).
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import fmnist_cmd
 from fmnist.cli import main
 from fmnist.data import load_dataset, load_mnist
 from fmnist.data.export import class_dirname, export, read_csv, read_png_tree, write_csv
 from fmnist.errors import DataError
 from fmnist.viz.sprite import make_sprite, save_sprite
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
 LIMIT = 200
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory) -> Path:
-    """One cache for this module's subprocesses, so only the first one gunzips the real files."""
-    return tmp_path_factory.mktemp("export-cache")
-
-
-@pytest.fixture(scope="module")
-def real_head() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def real_head(fashion_gz_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The first LIMIT images and labels of each real split, (n, 28, 28) and (n,)."""
-    assert REAL.is_dir(), f"{REAL} is missing: `make test` installs Debian's dataset-fashion-mnist"
     out = {}
     for kind in ("train", "t10k"):
-        images, labels = load_mnist(REAL, kind)
+        images, labels = load_mnist(fashion_gz_dir, kind)
         out[kind] = (images[:LIMIT].reshape(-1, 28, 28), labels[:LIMIT])
     return out
 
 
-def fmnist_data(cache: Path, cwd: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fmnist", "data", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "FMNIST_CACHE": str(cache)},
-        timeout=300,
-    )
+def fmnist_data(cwd: Path, *args: str) -> str:
+    """``fmnist data ARGS`` in a child (the test's environment: ``real_data`` points it at the data)."""
+    proc = fmnist_cmd("data", *args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return proc.stdout
 
 
 @pytest.mark.parametrize("fmt, via", [("csv", "subprocess"), ("png", "subprocess"), ("npz", "in-process")])
-def test_cli_export_round_trip_on_real_data(tmp_path, shared_cache, real_head, monkeypatch, capsys, fmt, via):
+def test_cli_export_round_trip_on_real_data(tmp_path, real_data, real_head, capsys, fmt, via):
     out = tmp_path / "exported"
     args = ["export", "--format", fmt, "--limit", str(LIMIT), "--out", str(out)]
     if via == "subprocess":
-        printed = fmnist_data(shared_cache, tmp_path, *args)
+        printed = fmnist_data(tmp_path, *args)
     else:  # the same command without paying for another interpreter start
-        monkeypatch.setenv("FMNIST_CACHE", str(shared_cache))
         assert main(["data", *args]) == 0
         printed = capsys.readouterr().out
     if fmt == "npz":
@@ -87,13 +75,12 @@ def test_cli_export_round_trip_on_real_data(tmp_path, shared_cache, real_head, m
 
 
 @pytest.mark.parametrize("columns, via", [(12, "subprocess"), (30, "in-process")])
-def test_cli_sprite_size(tmp_path, shared_cache, real_head, monkeypatch, capsys, columns, via):
+def test_cli_sprite_size(tmp_path, real_data, capsys, columns, via):
     out = tmp_path / "sprite.png"
     args = ["sprite", "--out", str(out), "--columns", str(columns)]
     if via == "subprocess":
-        printed = fmnist_data(shared_cache, tmp_path, *args)
+        printed = fmnist_data(tmp_path, *args)
     else:
-        monkeypatch.setenv("FMNIST_CACHE", str(shared_cache))
         assert main(["data", *args]) == 0
         printed = capsys.readouterr().out
     assert printed.strip() == str(out)

@@ -1,24 +1,25 @@
 """Parity with the Fashion-MNIST README reader on the real files.
 
-These tests need the real data at /usr/share/datasets/fashion-mnist (``make test`` installs
-Debian's ``dataset-fashion-mnist``). Without it they fail: they never skip.
+These tests read the real data wherever ``fmnist data fetch`` put it (conftest's ``fashion_dir``:
+``$FMNIST_DATA_DIR``, the cache, or the operating system's copy; ``make test`` fetches it first), the
+README reader through ``fashion_gz_dir`` (the published ``.gz``). Without the data they fail: they
+never skip.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import fmnist_cmd
 from fmnist.data import load_dataset, load_mnist
 from fmnist.data.checksums import CONTENT, OFFICIAL
+from fmnist.data.registry import DATASETS, FASHION
 
-REAL = Path("/usr/share/datasets/fashion-mnist")
 COUNTS = {"train": 60_000, "t10k": 10_000}
 
 
@@ -34,14 +35,13 @@ def readme_load_mnist(path, kind="train"):
 
 
 @pytest.fixture(scope="module")
-def readme() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    assert REAL.is_dir(), f"{REAL} is missing: `make test` installs Debian's dataset-fashion-mnist"
-    return {kind: readme_load_mnist(REAL, kind) for kind in COUNTS}
+def readme(fashion_gz_dir) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {kind: readme_load_mnist(fashion_gz_dir, kind) for kind in COUNTS}
 
 
 @pytest.mark.parametrize("kind", list(COUNTS))
-def test_load_mnist_equals_readme_reader(readme, kind):
-    images, labels = load_mnist(REAL, kind)
+def test_load_mnist_equals_readme_reader(readme, fashion_gz_dir, kind):
+    images, labels = load_mnist(fashion_gz_dir, kind)
     ref_images, ref_labels = readme[kind]
     assert (images.dtype, labels.dtype) == (ref_images.dtype, ref_labels.dtype) == (np.uint8, np.uint8)
     assert images.shape == ref_images.shape == (COUNTS[kind], 784)
@@ -51,9 +51,12 @@ def test_load_mnist_equals_readme_reader(readme, kind):
     assert np.bincount(labels).tolist() == [COUNTS[kind] // 10] * 10
 
 
-def test_load_dataset_equals_readme_and_second_load_is_a_memory_map(readme):
-    first = load_dataset("fashion")  # empty cache (conftest): found as the system copy, gunzipped, cached
-    assert (first.files.origin, first.files.directory) == ("system copy", REAL)
+def test_load_dataset_equals_readme_and_second_load_is_a_memory_map(readme, fashion_dir, monkeypatch):
+    """The default source order with an empty cache (conftest) finds the system copy; the real files,
+    wherever they are, stand in for it (a machine where make downloaded has no Debian copy)."""
+    monkeypatch.setitem(DATASETS, "fashion", dataclasses.replace(FASHION, system_dirs=(str(fashion_dir),)))
+    first = load_dataset("fashion")  # found as the system copy, gunzipped, cached
+    assert (first.files.origin, first.files.directory) == ("system copy", fashion_dir)
     assert set(first.files.verified.values()) <= {OFFICIAL, CONTENT}
     second = load_dataset("fashion")
     for ds in (first, second):
@@ -72,19 +75,14 @@ def test_load_dataset_equals_readme_and_second_load_is_a_memory_map(readme):
     assert abs(x.mean() - 0.2860405969887955) < 1e-9 and abs(x.std() - 0.35302424451492237) < 1e-9
 
 
-def test_load_dataset_from_data_dir_is_reported(readme):
-    ds = load_dataset("fashion", REAL)
+def test_load_dataset_from_data_dir_is_reported(readme, fashion_dir):
+    ds = load_dataset("fashion", fashion_dir)
     assert ds.files.origin == "--data-dir"
     np.testing.assert_array_equal(ds.test.labels, readme["t10k"][1])
 
 
-def test_real_copy_verifies_through_the_cli():
-    proc = subprocess.run(
-        [sys.executable, "-m", "fmnist", "data", "verify", "--data-dir", str(REAL)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_real_copy_verifies_through_the_cli(fashion_dir):
+    proc = fmnist_cmd("data", "verify", "--data-dir", str(fashion_dir), timeout=120)
     assert proc.returncode == 0, proc.stderr
     ok = [line for line in proc.stdout.splitlines() if line.startswith("ok  ")]
     assert len(ok) == 4 and all(f"({OFFICIAL})" in line or f"({CONTENT})" in line for line in ok)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, features
 
+from conftest import encode, header_png
 from fmnist.cli import main
 from fmnist.predict.predict import predict
 from fmnist.predict.preprocess_photo import (
@@ -41,12 +40,6 @@ def photo(
     canvas[oy : oy + 28 * scale, ox : ox + 28 * scale] = a
     canvas += rng.normal(0, noise, canvas.shape)
     return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).convert("RGB")
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **kw)
-    return buffer.getvalue()
 
 
 def mae(a: np.ndarray, b: np.ndarray) -> float:
@@ -180,21 +173,6 @@ def test_exif_orientation_is_applied():
     assert mae(prepare_image(encode(stored, "JPEG", quality=95)), prepare_image(upright)) > 20  # it matters
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` with almost no data: a decompression-bomb stand-in."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_bad_inputs_raise_clear_errors(tmp_path):
     good = encode(Image.fromarray(garment()))
     (tmp_path / "notes.txt").write_text("not a picture\n")
@@ -216,9 +194,9 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(BlankImage, match="no article"):
         prepare_image(np.full((100, 80), 200, np.uint8))
     with pytest.raises(ImageTooLarge, match="pixels"):
-        prepare_image(png_header_only(100_000, 100_000))  # refused from the header: nothing decoded
+        prepare_image(header_png(100_000, 100_000))  # refused from the header: nothing decoded
     with pytest.raises(ImageTooLarge, match="megapixels"):
-        prepare_image(png_header_only(8000, 8000))  # 64 Mpx: under Pillow's cap, over ours
+        prepare_image(header_png(8000, 8000))  # 64 Mpx: under Pillow's cap, over ours
     with pytest.raises(ImageTooLarge):
         prepare_image(good, max_pixels=1000)
     with pytest.raises(NotAnImage):

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import encode, free_port, header_png
 from fmnist.cli import main
 
 pytest_plugins = ["conftest_model"]
@@ -27,33 +28,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STATIC = Path(__file__).resolve().parents[1] / "src" / "fmnist" / "serve" / "static"
 
 
-def png(x: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(x).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def header_only_png(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 @pytest.fixture(scope="module")
-def client(run_dir):
+def client(run_dir, fashion_dir):
+    """The app with small limits; /samples reads the test images wherever `fmnist data fetch` put them."""
     from fmnist.serve.app import create_app
 
-    app = create_app(run_dir, max_upload_bytes=300_000, max_files=4, max_pixels=2_000_000)
+    app = create_app(
+        run_dir, data_dir=fashion_dir, max_upload_bytes=300_000, max_files=4, max_pixels=2_000_000
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -138,7 +120,7 @@ def test_openapi_schema(client):
 
 
 def test_predict_one_and_several(client, test_images, test_proba, loaded):
-    r = client.post("/predict", files={"files": ("a.png", png(test_images[0]), "image/png")})
+    r = client.post("/predict", files={"files": ("a.png", encode(test_images[0]), "image/png")})
     assert r.status_code == 200, r.text
     p = r.json()["predictions"][0]
     assert p["filename"] == "a.png" and p["label"] == loaded.classes[test_proba[0].argmax()]
@@ -146,7 +128,7 @@ def test_predict_one_and_several(client, test_images, test_proba, loaded):
     assert abs(p["probability"] - float(test_proba[0].max())) < 1e-5
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(p["processed_png"]))))
     assert np.array_equal(seen, test_images[0])
-    files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(4)]
+    files = [("files", (f"{i}.png", encode(test_images[i]), "image/png")) for i in range(4)]
     r = client.post("/predict?top_k=5", files=files)
     assert r.status_code == 200
     preds = r.json()["predictions"]
@@ -157,7 +139,9 @@ def test_predict_one_and_several(client, test_images, test_proba, loaded):
 def test_api_equals_in_memory_predictions(client, test_images, test_proba):
     got = []
     for start in range(0, 200, 4):
-        files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(start, start + 4)]
+        files = [
+            ("files", (f"{i}.png", encode(test_images[i]), "image/png")) for i in range(start, start + 4)
+        ]
         got += [q["top"][0]["index"] for q in client.post("/predict", files=files).json()["predictions"]]
     assert got == list(test_proba[:200].argmax(1))
 
@@ -165,9 +149,8 @@ def test_api_equals_in_memory_predictions(client, test_images, test_proba):
 def test_a_photo_is_processed_like_the_data_set(client):
     photo = np.full((480, 360), 240, np.uint8)
     photo[100:400, 120:240] = 30  # a dark trouser-like bar on a light backdrop
-    buffer = io.BytesIO()
-    Image.fromarray(photo).convert("RGB").save(buffer, format="JPEG", quality=90)
-    r = client.post("/predict", files={"files": ("p.jpg", buffer.getvalue(), "image/jpeg")})
+    jpeg = encode(Image.fromarray(photo).convert("RGB"), "JPEG", quality=90)
+    r = client.post("/predict", files={"files": ("p.jpg", jpeg, "image/jpeg")})
     assert r.status_code == 200
     seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["predictions"][0]["processed_png"]))))
     assert seen.shape == (28, 28) and seen[:, 0].max() == 0 and seen.max() == 255  # inverted, fitted, centred
@@ -177,8 +160,8 @@ BAD = {
     "not an image": (b"hello, I am text\n", 415, "not an image"),
     "empty": (b"", 415, "empty file"),
     "truncated": (None, 422, "truncated or corrupt"),
-    "blank": (png(np.full((40, 40), 230, np.uint8)), 422, "no article"),
-    "bomb": (header_only_png(4000, 4000), 413, "megapixels"),  # 16 Mpx from the header, 2 Mpx cap
+    "blank": (encode(np.full((40, 40), 230, np.uint8)), 422, "no article"),
+    "bomb": (header_png(4000, 4000), 413, "megapixels"),  # 16 Mpx from the header, 2 Mpx cap
 }
 
 
@@ -186,14 +169,14 @@ BAD = {
 def test_each_bad_file_gets_its_4xx(client, test_images, case):
     data, status, words = BAD[case]
     if data is None:
-        whole = png(test_images[3])
+        whole = encode(test_images[3])
         data = whole[: len(whole) // 2]
     r = client.post("/predict", files={"files": ("x.png", data, "image/png")})
     assert r.status_code == status, r.text
     assert words in r.json()["detail"] and "x.png" in r.json()["detail"]
     # in a batch, the bad file decides and is named
     files = [
-        ("files", ("good.png", png(test_images[0]), "image/png")),
+        ("files", ("good.png", encode(test_images[0]), "image/png")),
         ("files", ("bad.png", data, "image/png")),
     ]
     r = client.post("/predict", files=files)
@@ -202,7 +185,7 @@ def test_each_bad_file_gets_its_4xx(client, test_images, case):
 
 def test_request_limits(client, test_images):
     noise = np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)  # ~160 kB, incompressible
-    big = png(noise) + png(noise)  # over the 300 kB cap
+    big = encode(noise) + encode(noise)  # over the 300 kB cap
     r = client.post("/predict", files={"files": ("big.png", big, "image/png")})
     assert r.status_code == 413 and "upload too large" in r.json()["detail"]
 
@@ -215,13 +198,13 @@ def test_request_limits(client, test_images):
         "/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=zz"}
     )
     assert r.status_code == 413 and "went past the limit" in r.json()["detail"]
-    files = [("files", (f"{i}.png", png(test_images[i]), "image/png")) for i in range(5)]
+    files = [("files", (f"{i}.png", encode(test_images[i]), "image/png")) for i in range(5)]
     r = client.post("/predict", files=files)
     assert r.status_code == 413 and "too many files" in r.json()["detail"]
 
 
 def test_malformed_requests_are_4xx(client, test_images):
-    one = {"files": ("a.png", png(test_images[0]), "image/png")}
+    one = {"files": ("a.png", encode(test_images[0]), "image/png")}
     assert client.post("/predict").status_code == 422  # no files field
     assert client.post("/predict", json={"files": "a.png"}).status_code == 422
     assert client.post("/predict", data={"files": "just text"}).status_code == 422
@@ -239,11 +222,7 @@ def test_damaged_pictures_never_give_a_500(client, test_images):
     """Random byte damage to PNG, JPEG, GIF and WebP files: a result or a 4xx, never a server error."""
     rng = np.random.default_rng(0)
     photo = Image.fromarray(np.kron(255 - test_images[5], np.ones((6, 6), np.uint8))).convert("RGB")
-    originals = []
-    for fmt in ("PNG", "JPEG", "GIF", "WEBP"):
-        buffer = io.BytesIO()
-        photo.save(buffer, format=fmt)
-        originals.append(buffer.getvalue())
+    originals = [encode(photo, fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP")]
     statuses = set()
     for i in range(60):
         data = bytearray(originals[i % len(originals)])
@@ -300,7 +279,7 @@ ONNX_SERVE = textwrap.dedent(
     from PIL import Image
     from fastapi.testclient import TestClient
     from fmnist.serve.app import create_app
-    c = TestClient(create_app(sys.argv[1], backend="onnx"))
+    c = TestClient(create_app(sys.argv[1], backend="onnx", data_dir=sys.argv[3]))
     buffer = io.BytesIO()
     Image.fromarray(np.load(sys.argv[2])).save(buffer, format="PNG")
     r = c.post("/predict", files={"files": ("a.png", buffer.getvalue(), "image/png")})
@@ -314,11 +293,13 @@ ONNX_SERVE = textwrap.dedent(
 )
 
 
-def test_onnx_backend_serves_without_torch(onnx_path, run_dir, tmp_path, test_images, test_proba):
+def test_onnx_backend_serves_without_torch(
+    onnx_path, run_dir, tmp_path, test_images, test_proba, fashion_dir
+):
     """Also: the export names its model.pt by digest, so the evaluation beside it is reported."""
     np.save(tmp_path / "x.npy", test_images[7])
     done = subprocess.run(
-        [sys.executable, "-c", ONNX_SERVE, str(onnx_path), str(tmp_path / "x.npy")],
+        [sys.executable, "-c", ONNX_SERVE, str(onnx_path), str(tmp_path / "x.npy"), str(fashion_dir)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -327,12 +308,6 @@ def test_onnx_backend_serves_without_torch(onnx_path, run_dir, tmp_path, test_im
     index, accuracy = done.stdout.split()
     assert int(index) == int(test_proba[7].argmax())
     assert float(accuracy) == json.loads((run_dir / "evaluation.json").read_text())["accuracy"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_cli_errors(run_dir, tmp_path, capsys):
@@ -383,7 +358,8 @@ def test_serve_cli_runs_a_real_server(onnx_path, test_images):
                 time.sleep(0.2)
         assert health.json()["backend"] == "onnx"
         r = httpx.post(
-            f"http://127.0.0.1:{port}/predict", files={"files": ("a.png", png(test_images[0]), "image/png")}
+            f"http://127.0.0.1:{port}/predict",
+            files={"files": ("a.png", encode(test_images[0]), "image/png")},
         )
         assert r.status_code == 200 and json.loads(r.text)["predictions"][0]["label"]
     finally:

@@ -207,6 +207,17 @@ def test_table_and_ensemble_recomputed_from_the_saved_runs(uninterrupted, test_s
     assert both["test_acc"] == pytest.approx(float((mean.argmax(1) == labels).mean()), abs=1e-12)
 
 
+def finished_evaluation(run: Path) -> dict:
+    """A complete evaluation.json for ``run`` (what `fmnist evaluate` leaves once a run is finished)."""
+    from fmnist.evaluate.record import Evaluation
+
+    figures = dict(accuracy=0.5, n=10, per_class={}, macro_f1=0.5, confusion_matrix=[], ece=0.1)
+    figures |= dict(calibration_bins=[], most_confident_errors=[], run_dir=str(run), model="fastcnn")
+    figures |= dict(arch_kwargs={"width": 8}, epoch=3, val_acc=0.5, dataset="fashion", data_fingerprint="x")
+    figures |= dict(trained_on_fingerprint="x", inference_images_per_s=1.0, train_time_s=1.0, tta=None)
+    return Evaluation(**figures).to_dict()
+
+
 def test_a_run_folder_from_another_plan_is_refused_not_reused(tmp_path):
     """Run folders are named by grid values only: one made with another [base] must not pass for the plan's."""
     from fmnist.errors import FmnistError
@@ -217,7 +228,7 @@ def test_a_run_folder_from_another_plan_is_refused_not_reused(tmp_path):
     run.mkdir()
     old = make_config(train_limit=400, epochs=3, width=8, seed=6, threads=1)
     (run / "config.json").write_text(json.dumps(old.to_dict()))
-    (run / "evaluation.json").write_text(json.dumps({"accuracy": 0.5, "ece": 0.1, "val_acc": 0.5}))
+    (run / "evaluation.json").write_text(json.dumps(finished_evaluation(run)))
     same = make_config(train_limit=400, epochs=3, width=8, seed=6, threads=2)  # threads: a machine knob
     assert run_one(str(run), same.to_dict(), None)["reused"] is True
     for changed, fragment in (

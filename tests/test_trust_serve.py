@@ -3,16 +3,13 @@ bounded, out-of-memory is never a 415, HEAD works, and every bad option or input
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import encode, header_png
 from fmnist.cli import main
 from fmnist.errors import ConfigError, FmnistError
 from fmnist.predict.preprocess_photo import (
@@ -38,27 +36,6 @@ pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **kw)
-    return buffer.getvalue()
-
-
-def header_png(width: int, height: int, colour_type: int = 6, depth: int = 8) -> bytes:
-    """A PNG whose header says width x height (colour type 6: RGBA) and whose data is a stub."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
 
 
 def garment_rgba(side: int) -> Image.Image:
@@ -112,8 +89,8 @@ def test_decode_cost_is_read_from_the_header():
 
 
 def test_pillow_bomb_error_and_warning_are_handled():
-    with pytest.raises(ImageTooLarge, match="pixels"):
-        prepare_image(header_png(20_000, 20_000))  # 400 Mpx: Pillow's own DecompressionBombError
+    with pytest.raises(ImageTooLarge, match="pixels"):  # 400 Mpx: Pillow's own DecompressionBombError
+        prepare_image(header_png(20_000, 20_000, colour_type=6))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # 100 Mpx: Pillow would warn
         with pytest.raises(ImageTooLarge, match="megapixels"):
@@ -138,7 +115,7 @@ def test_a_big_picture_is_shrunk_early_with_the_same_result():
 
 
 def test_predict_cli_checks_the_header_of_each_file(run_dir, tmp_path, capsys):
-    (tmp_path / "bomb.png").write_bytes(header_png(7000, 7000))
+    (tmp_path / "bomb.png").write_bytes(header_png(7000, 7000, colour_type=6))
     assert main(["predict", str(run_dir), str(tmp_path / "bomb.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bomb.png" in err[0] and "MiB to decode" in err[0]
@@ -148,10 +125,13 @@ def test_predict_cli_checks_the_header_of_each_file(run_dir, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def small_caps_client(run_dir):
+def small_caps_client(run_dir, fashion_dir):
+    """Small decode caps; /samples reads the test images wherever `fmnist data fetch` put them."""
     from fmnist.serve.app import create_app
 
-    app = create_app(run_dir, max_decoded_bytes=4 * MIB, max_request_decoded_bytes=8 * MIB)
+    app = create_app(
+        run_dir, data_dir=fashion_dir, max_decoded_bytes=4 * MIB, max_request_decoded_bytes=8 * MIB
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -328,7 +308,7 @@ def test_every_bad_predict_input_is_one_line_and_writes_nothing(run_dir, tmp_pat
     work.mkdir()
     monkeypatch.chdir(work)
     (work / "empty.png").write_bytes(b"")
-    (work / "bomb.png").write_bytes(header_png(7000, 7000))
+    (work / "bomb.png").write_bytes(header_png(7000, 7000, colour_type=6))
     (work / "mixed").mkdir()
     (work / "mixed" / "notes.txt").write_text("hello\n")
     (work / "mixed" / "fake.jpg").write_text("not a jpeg\n")

@@ -9,7 +9,9 @@ happen inside the subcommands, so ``fmnist --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import math
 import os
 import signal
 import sys
@@ -53,7 +55,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (with where to look) instead of the usage block."""
 
     def error(self, message: str) -> NoReturn:
-        say_error(f"{self.prog}: error: {message} (see: {self.prog} --help)")
+        say_error(f"fmnist: error: {message} (see: {self.prog} --help)")
         sys.exit(2)
 
 
@@ -139,6 +141,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
 
+def number(kind: type = float, lo: float | None = None, hi: float | None = None, *, above: bool = False):
+    """An argparse type: a finite ``kind`` in [lo, hi] (``above``: strictly over ``lo``), else a one-line error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a{'n integer' if kind is int else ' number'}: {text!r}"
+            ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if lo is not None and (value <= lo if above else value < lo):
+            raise argparse.ArgumentTypeError(
+                f"must be {'over' if above else 'at least'} {lo:g}, got {text!r}"
+            )
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi:g}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+SEED = number(int, 0, 2**32 - 1)  # seeds: numpy and torch take [0, 2^32)
+
+
 def add_command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
     """Add one subcommand with its one-line help, a description and an example in ``--help``."""
     return sub.add_parser(
@@ -147,6 +176,12 @@ def add_command(sub, name: str, help: str, description: str, example: str) -> ar
         description=f"{description}\n\nExample:\n  {example}",
         formatter_class=HelpFormatter,
     )
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **values):
+    """A config dataclass from the parsed flags named like its fields; ``values`` set the others."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**(flags | values))
 
 
 def add_group(sub, name: str, help: str, description: str, example: str):
@@ -170,9 +205,14 @@ def add_device_arg(parser: argparse.ArgumentParser, default: str = "auto", note:
 
 
 def add_data_dir_arg(parser: argparse.ArgumentParser, use: str = "", download: bool = True) -> None:
-    """``--data-dir``, one help text and one default (None: the usual search) for every command.
+    """``--data-dir``, one help text and one default (None: the usual search) for every command."""
+    parser.add_argument("--data-dir", default=None, help=data_dir_help(use, download))
+
+
+def data_dir_help(use: str = "", download: bool = True) -> str:
+    """The ``--data-dir`` help: where the data is looked for, then whether it is downloaded and what for.
 
     ``use`` says what the command reads the data for; ``download=False`` for one that never downloads.
     """
     where = ", then download" if download else "; never downloaded here"
-    parser.add_argument("--data-dir", default=None, help=DATA_DIR_HELP + where + (f"; {use}" if use else ""))
+    return DATA_DIR_HELP + where + (f"; {use}" if use else "")

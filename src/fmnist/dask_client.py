@@ -44,7 +44,7 @@ def client(
     process. Otherwise the address of a running scheduler, whose workers bring their own limits.
     """
     check_scheduler(scheduler)
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster  # here: Dask is the bench extra; --help imports this module
 
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its warnings would drown the progress lines
     cluster = None

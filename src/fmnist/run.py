@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from fmnist.cli import add_command, add_data_dir_arg, add_device_arg
+from fmnist.data.loader import load_dataset
+from fmnist.data.summary import format_summary, summary
+from fmnist.evaluate.record import format_evaluation
+from fmnist.train.config import make_config
+from fmnist.train.device import default_preset, preset_size_note, resolve_device
+
+# Training and evaluation (torch) are imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -33,16 +41,9 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    import time
-
     import torch
 
-    from fmnist.data.loader import load_dataset
-    from fmnist.data.summary import format_summary, summary
-    from fmnist.evaluate.record import format_evaluation
     from fmnist.evaluate.report import evaluate_run
-    from fmnist.train.config import make_config
-    from fmnist.train.device import default_preset, preset_size_note, resolve_device
     from fmnist.train.trainer import train
 
     print(format_summary(summary(load_dataset(args.dataset, args.data_dir, quiet=False))))

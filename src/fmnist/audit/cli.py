@@ -5,8 +5,14 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
+from fmnist.audit.duplicates import NEAR_RMS
 from fmnist.cli import add_command, add_device_arg
 from fmnist.data.cli import add_source_args, load_or_fetch
+from fmnist.errors import ConfigError
+
+# The audit (torch, matplotlib) is imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -56,12 +62,9 @@ def register(sub) -> None:
 
 
 def cmd_audit(args) -> int:
-    import numpy as np
-
-    from fmnist.audit.duplicates import NEAR_RMS
     from fmnist.audit.labels import audit_config
     from fmnist.audit.report import audit
-    from fmnist.errors import ConfigError
+    from fmnist.models.inference import resolve_model_path
 
     threshold = NEAR_RMS if args.threshold is None else args.threshold
     if not threshold >= 0:
@@ -75,8 +78,6 @@ def cmd_audit(args) -> int:
     cfg = None
     if args.label_errors == "cnn":
         if args.run is not None:
-            from fmnist.models.inference import resolve_model_path
-
             resolve_model_path(args.run)  # a missing run is an error before any work
         else:
             cfg = audit_config(
@@ -116,7 +117,7 @@ def cmd_audit(args) -> int:
 def blas_threads(threads: int | None):
     """Cap numpy's BLAS threads (the duplicate search) when asked and threadpoolctl is there; else no-op."""
     try:
-        from threadpoolctl import threadpool_limits  # comes with scikit-learn; optional here
+        from threadpoolctl import threadpool_limits  # here: it comes with scikit-learn, an extra
     except ModuleNotFoundError:
         return contextlib.nullcontext()
     return threadpool_limits(limits=threads or None)

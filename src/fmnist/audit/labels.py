@@ -19,8 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from fmnist.errors import ConfigError
+from fmnist.models.inference import load_model
 from fmnist.models.scoring import accuracy
+from fmnist.train import TrainingData, fit, make_config
+from fmnist.train.device import resolve_device
+from fmnist.train.loop import predict_logits
 
 # The K-fold models: the CPU default net at half width, 3 epochs, no label smoothing (it would cap the
 # confidence) and no random erasing. On 2 CPU cores, 5 folds over all 70,000 images take the time
@@ -55,7 +61,7 @@ class LabelScores:
 
     @property
     def accuracy(self) -> float:
-        return float((self.predicted == self.labels).mean()) if len(self.labels) else float("nan")
+        return accuracy(self.probs, self.labels)
 
     def thresholds(self) -> np.ndarray:
         """Per-class confident-learning threshold t_j: mean p_j over the images labelled j."""
@@ -94,8 +100,6 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarra
 
 def audit_config(**overrides):
     """The K-fold training config: :data:`AUDIT_TRAINING` plus ``overrides`` (None values ignored)."""
-    from fmnist.train import make_config
-
     return make_config(**{**AUDIT_TRAINING, **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -108,13 +112,6 @@ def cross_validated_scores(
     log: Callable[[str], None] | None = print,
 ) -> LabelScores:
     """Train ``folds`` models, each on all folds but one, and score the held-out fold with it."""
-    import torch
-
-    from fmnist.errors import ConfigError
-    from fmnist.train import TrainingData, fit
-    from fmnist.train.device import resolve_device
-    from fmnist.train.loop import predict_logits
-
     say = log or (lambda _msg: None)
     cfg = cfg if cfg is not None else audit_config()
     images, labels = np.asarray(images), np.asarray(labels).astype(np.int64)
@@ -151,9 +148,6 @@ def cross_validated_scores(
 
 def run_scores(run_dir, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> LabelScores:
     """Score ``images`` (which the run must not have trained on: the test split) with a finished run."""
-    from fmnist.errors import ConfigError
-    from fmnist.models.inference import load_model
-
     model = load_model(run_dir)
     if tuple(model.classes) != tuple(classes):
         raise ConfigError(

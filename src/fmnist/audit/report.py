@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.audit.duplicates import NEAR_RMS, Pairs, exact_pairs, near_pairs
-from fmnist.audit.labels import LabelScores
+from fmnist.audit.labels import LabelScores, audit_config, cross_validated_scores, run_scores
 from fmnist.audit.stats import class_balance, class_means, per_class_stats
+from fmnist.evaluate.pictures import gallery_png
 from fmnist.fsio import write_json, write_text
 
 SPLITS = ("train", "t10k")  # the data layer's split names; t10k is the test split
@@ -176,8 +177,6 @@ def label_summary(rows: list[dict], scores: LabelScores, scheme: str, seconds: f
 
 
 def pairs_png(pool: Pooled, rows: list[dict], path: Path, title: str) -> Path:
-    from fmnist.evaluate.pictures import gallery_png
-
     images, captions = [], []
     for r in rows[:PAIRS_SHOWN]:
         for side in ("a", "b"):
@@ -192,8 +191,6 @@ def pairs_png(pool: Pooled, rows: list[dict], path: Path, title: str) -> Path:
 
 
 def label_errors_png(pool: Pooled, rows: list[dict], path: Path, title: str) -> Path:
-    from fmnist.evaluate.pictures import gallery_png
-
     shown = rows[:ERRORS_SHOWN]
     images = np.stack(
         [pool.images[r["index"] if r["split"] == "train" else r["index"] + pool.n_train] for r in shown]
@@ -259,8 +256,6 @@ def audit_classes(
     splits: dict, classes: tuple[str, ...], out: Path, title: str, say: Callable[[str], None]
 ) -> dict:
     """Class balance and per-class pixel statistics: class_stats.csv, class_means.png."""
-    from fmnist.evaluate.pictures import gallery_png
-
     balance = class_balance({s: splits[s][1] for s in SPLITS}, len(classes))
     stats = [{"split": s, **row} for s in SPLITS for row in per_class_stats(*splits[s], classes)]
     write_text(out / "class_stats.csv", _csv(stats, STAT_COLUMNS))
@@ -289,14 +284,10 @@ def audit_labels(
     """Out-of-sample label scores: label_errors.csv (most suspect first), label_errors.png; returns the summary."""
     t0 = time.perf_counter()
     if run_dir is not None:
-        from fmnist.audit.labels import run_scores
-
         scores = run_scores(run_dir, *splits["t10k"], classes)
         split_of, index_of = np.full(len(scores.labels), "t10k"), np.arange(len(scores.labels))
         scheme = f"model of {run_dir} on the test split (never trained on it)"
     else:
-        from fmnist.audit.labels import audit_config, cross_validated_scores
-
         cfg = cfg if cfg is not None else audit_config()
         scores = cross_validated_scores(pool.images, pool.labels, classes, folds, cfg, log=say)
         split_of, index_of = pool.where(np.arange(len(pool.labels)))

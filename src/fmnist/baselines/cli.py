@@ -1,16 +1,30 @@
 """``fmnist bench sklearn | report | add``: the scikit-learn baselines and the results table they share.
 
 Each action is a pair: ``_add_NAME(actions)`` builds its parser, ``cmd_NAME(args)`` runs it;
-:mod:`fmnist.bench.cli` puts them under ``fmnist bench`` beside the CNN benchmark. Heavy imports
-(scikit-learn, Dask) happen inside the ``cmd_`` functions.
+:mod:`fmnist.bench.cli` puts them under ``fmnist bench`` beside the CNN benchmark. Nothing imported
+here loads scikit-learn or Dask (the runner and the estimators import them when a job needs them);
+the report (matplotlib) is imported inside its command, so ``fmnist --help`` stays light.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from pathlib import Path
 
-from fmnist.cli import HelpFormatter
+from fmnist.baselines.estimators import CannotBuild, build_estimator, describe
+from fmnist.baselines.job import default_memory_limit_mb, parse_memory
+from fmnist.baselines.results import append_external_result, external_row, load_rows_file
+from fmnist.baselines.runner import (
+    DEFAULT_QUICK,
+    QUICK_REPEATS,
+    QUICK_TIME_LIMIT,
+    SklearnBenchConfig,
+    make_plan,
+    run_benchmark,
+)
+from fmnist.cli import add_command, config_from_args, number
 from fmnist.data.cli import add_source_args
 
 DEFAULT_RESULTS = "benchmarks/results/sklearn.jsonl"
@@ -36,16 +50,8 @@ def add_results_arg(parser: argparse.ArgumentParser, many: bool = False) -> None
         )
 
 
-def action(actions, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
-    return actions.add_parser(
-        name, help=help, description=f"{description}\n\nExample:\n  {example}", formatter_class=HelpFormatter
-    )
-
-
 def _add_sklearn(actions) -> None:
-    from fmnist.baselines.runner import DEFAULT_QUICK, QUICK_REPEATS, QUICK_TIME_LIMIT
-
-    p = action(
+    p = add_command(
         actions,
         "sklearn",
         help="the README's 143 scikit-learn baselines, under time and memory limits, resumable",
@@ -89,7 +95,7 @@ def _add_sklearn(actions) -> None:
     )
     p.add_argument(
         "--time-limit",
-        type=float,
+        type=number(float, 0, above=True),
         default=None,
         metavar="SECONDS",
         help="CPU seconds per job (start-up included); the kernel stops a job at it (RLIMIT_CPU) and "
@@ -97,7 +103,7 @@ def _add_sklearn(actions) -> None:
     )
     p.add_argument(
         "--wall-limit",
-        type=float,
+        type=number(float, 0, above=True),
         default=None,
         metavar="SECONDS",
         help="wall seconds per job, for jobs that wait instead of computing (default: 5 x --time-limit)",
@@ -131,32 +137,18 @@ def _add_sklearn(actions) -> None:
 
 
 def cmd_sklearn(args) -> int:
-    import dataclasses
-    from pathlib import Path
-
-    from fmnist.baselines.job import default_memory_limit_mb, parse_memory
-    from fmnist.baselines.runner import QUICK_REPEATS, QUICK_TIME_LIMIT, SklearnBenchConfig
-
-    dataset = Path(args.data_npz).stem if args.data_npz else args.dataset
-    memory = parse_memory(args.memory_limit) if args.memory_limit else default_memory_limit_mb(args.jobs)
     quick = args.quick is not None
-    cfg = SklearnBenchConfig(
-        results=args.results,
-        dataset=dataset,
-        data_dir=args.data_dir,
-        data_npz=args.data_npz,
-        quick=args.quick,
-        seed=args.seed,
-        jobs=args.jobs,
-        threads=args.threads,
-        memory_limit_mb=memory,
+    cfg = config_from_args(
+        SklearnBenchConfig,
+        args,
+        dataset=Path(args.data_npz).stem if args.data_npz else args.dataset,
+        memory_limit_mb=parse_memory(args.memory_limit)
+        if args.memory_limit
+        else default_memory_limit_mb(args.jobs),
         repeats=args.repeats if args.repeats is not None else (QUICK_REPEATS if quick else 3),
         time_limit=args.time_limit
         if args.time_limit is not None
         else (QUICK_TIME_LIMIT if quick else 3600.0),
-        wall_limit=args.wall_limit,
-        scheduler=args.scheduler,
-        grid=args.grid,
         only=tuple(args.only),
         retry=tuple(args.retry),
     )
@@ -164,16 +156,11 @@ def cmd_sklearn(args) -> int:
     print("config: " + json.dumps(dataclasses.asdict(cfg)))
     if args.dry_run:
         return _dry_run(cfg)
-    from fmnist.baselines.runner import run_benchmark
-
     run_benchmark(cfg)
     return 0
 
 
-def _dry_run(cfg) -> int:
-    from fmnist.baselines.estimators import CannotBuild, build_estimator, describe
-    from fmnist.baselines.runner import make_plan
-
+def _dry_run(cfg: SklearnBenchConfig) -> int:
     plan = make_plan(cfg)
     print(
         f"{len(plan.configs)} configurations, {len(plan.finished)} finished, {len(plan.jobs)} to run, "
@@ -192,7 +179,7 @@ def _dry_run(cfg) -> int:
 
 
 def _add_report(actions) -> None:
-    p = action(
+    p = add_command(
         actions,
         "report",
         help="write the offline HTML dashboard and print the best per family",
@@ -218,7 +205,7 @@ def cmd_report(args) -> int:
 
 
 def _add_add(actions) -> None:
-    p = action(
+    p = add_command(
         actions,
         "add",
         help="add results from another benchmark (a CNN's) to a results file",
@@ -233,8 +220,6 @@ def _add_add(actions) -> None:
 
 
 def cmd_add(args) -> int:
-    from fmnist.baselines.results import append_external_result, external_row, load_rows_file
-
     rows = load_rows_file(args.file)
     for row in rows:
         external_row(row, args.source)  # check every row before adding any

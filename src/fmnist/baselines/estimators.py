@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import ast
 import importlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+# scikit-learn is imported inside the functions: `fmnist --help` imports this module (through the
+# runner), and the core install has no scikit-learn.
 # Grid name -> "module:Class". A grid may also name any importable estimator as "module:Class".
 ESTIMATORS = {
     "PassiveAggressiveClassifier": "sklearn.linear_model:PassiveAggressiveClassifier",
@@ -177,8 +180,6 @@ def sanity_check(estimator: Any, images: np.ndarray, labels: np.ndarray) -> str 
     This finds combinations scikit-learn rejects only at fit time (``LinearSVC`` hinge + l1)
     before any time is spent on the real fit.
     """
-    import warnings
-
     from sklearn.base import clone
 
     picks = np.concatenate([np.flatnonzero(labels == c)[:2] for c in np.unique(labels)])

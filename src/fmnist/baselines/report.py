@@ -17,7 +17,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from fmnist.baselines.results import latest, read_results
+import matplotlib
+from matplotlib.figure import Figure
+
+from fmnist.baselines.results import ResultsError, latest, read_results
+from fmnist.data.registry import DATASETS
 from fmnist.fsio import write_text
 
 SVG, XLINK = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
@@ -46,16 +50,12 @@ def load_rows(paths: Sequence[str | os.PathLike]) -> list[dict]:
     rows: list[dict] = []
     for path in paths:
         if not Path(path).exists():
-            from fmnist.baselines.results import ResultsError
-
             raise ResultsError(f"{path}: results file not found")
         rows.extend(read_results(path))
     return list(latest(rows).values())
 
 
 def dataset_title(name: str) -> str:
-    from fmnist.data.registry import DATASETS
-
     spec = DATASETS.get(name)
     return spec.title if spec is not None else name
 
@@ -196,9 +196,6 @@ def scatter_svg(rows: Sequence[dict], dataset: str, colours: dict[str, str]) -> 
     Matplotlib's SVG, made fit to sit inline in the page: one ``g.point`` per row with its
     configuration as a tooltip (``<title>``), no namespaces, metadata or group ids.
     """
-    import matplotlib
-    from matplotlib.figure import Figure
-
     points = [(r, s) for r in _done(rows) if r["dataset"] == dataset and (s := _seconds(r)) is not None]
     fig = Figure(figsize=(4.8, 3.3))
     ax = fig.add_subplot()

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fmnist import dask_client
 from fmnist.baselines import grid as gridmod
+from fmnist.baselines.estimators import ESTIMATORS, memory_estimate
 from fmnist.baselines.job import Job, reset_jobs, result_row, run_limited, stop_jobs
 from fmnist.baselines.results import (
     STATUSES,
@@ -34,6 +39,7 @@ from fmnist.baselines.results import (
     read_results,
     repair_tail,
 )
+from fmnist.baselines.worker import load_arrays, subsample_indices
 from fmnist.errors import ConfigError, FmnistError
 from fmnist.fsio import write_json
 
@@ -102,10 +108,6 @@ class Plan:
 
 
 def _training_labels(cfg: SklearnBenchConfig):
-    import numpy as np
-
-    from fmnist.baselines.worker import load_arrays, subsample_indices
-
     _, y_train, _, _, _ = load_arrays(cfg.dataset, cfg.data_dir, cfg.data_npz)
     if cfg.quick is not None and cfg.quick >= len(y_train):
         raise ConfigError(f"--quick {cfg.quick} is not a subsample of the {len(y_train)} training images")
@@ -115,10 +117,6 @@ def _training_labels(cfg: SklearnBenchConfig):
 
 def make_plan(cfg: SklearnBenchConfig) -> Plan:
     """Expand the grid, drop finished jobs, refuse those whose memory estimate is over the limit."""
-    import numpy as np
-
-    from fmnist.baselines.estimators import ESTIMATORS, memory_estimate
-
     cfg.validate()
     configs = gridmod.select(gridmod.expand(gridmod.load_grid(cfg.grid)), cfg.only)
     unknown = sorted({c.name for c in configs if c.name not in ESTIMATORS and ":" not in c.name})
@@ -175,8 +173,6 @@ def _refused_row(job: Job, need_bytes: int, n_train: int) -> dict:
 @contextlib.contextmanager
 def _locked(results: Path) -> Iterator[None]:
     """One run per results file at a time (a lock on the file itself): two would compute the same jobs twice."""
-    import fcntl
-
     results.parent.mkdir(parents=True, exist_ok=True)
     try:
         fh = open(results, "a", encoding="utf-8")  # held for the whole run
@@ -193,8 +189,6 @@ def _locked(results: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _scratch_folder(path: Path) -> Iterator[None]:
     """A fresh folder for the run's job files; whatever a killed run left there is removed first."""
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     try:
@@ -217,12 +211,12 @@ def _killing_on_error() -> Iterator[None]:
 def _finished_rows(jobs: list[Job], n: int, scheduler: str | None) -> Iterator[Iterator[dict | None]]:
     """The jobs' rows as they end, ``n`` jobs at a time, from threads here or from Dask's workers."""
     if scheduler is None:
-        from concurrent.futures import ThreadPoolExecutor, as_completed
+        from concurrent.futures import ThreadPoolExecutor, as_completed  # here: 3 ms that --help skips
 
         with ThreadPoolExecutor(n, thread_name_prefix="fmnist-job") as pool, _killing_on_error():
             yield (f.result() for f in as_completed([pool.submit(run_limited, job) for job in jobs]))
     else:
-        from distributed import as_completed
+        from distributed import as_completed  # here: Dask is an extra, and --help imports this module
 
         # A LocalCluster's workers are threads of this process; the jobs' limits are their own.
         with dask_client.client(scheduler, n, processes=False) as dask, _killing_on_error():

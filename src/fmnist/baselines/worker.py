@@ -16,17 +16,27 @@ classifier is taken as insensitive to the order and the rest are skipped, as in 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import math
 import os
+import resource
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fmnist.baselines.estimators import CannotBuild, build_estimator, describe, sanity_check
+from fmnist.data import load_dataset, stratified_split
+from fmnist.errors import DataError, FmnistError
+
+# scikit-learn is imported inside the functions that use it: the runner imports this module, and
+# `fmnist --help` imports the runner (the core install has no scikit-learn); in the job, after its limits.
 AGREE = 1e-3  # two scores this close: further shuffles would not change the result
 
 
@@ -38,11 +48,7 @@ def load_arrays(
     The NPZ is the one ``fmnist data export --format npz`` writes (``x_train``, ``y_train``,
     ``x_t10k``, ``y_t10k``); its fingerprint is a hash of the file.
     """
-    from fmnist.errors import DataError
-
     if data_npz is None:
-        from fmnist.data import load_dataset
-
         ds = load_dataset(dataset, data_dir)
         return ds.train.images, ds.train.labels, ds.test.images, ds.test.labels, ds.fingerprint
     path = Path(data_npz)
@@ -67,8 +73,6 @@ def subsample_indices(labels: np.ndarray, subsample: int | None, seed: int) -> n
     """Indices of the training images used: all, or a seeded stratified subsample of ``subsample``."""
     if subsample is None or subsample >= len(labels):
         return np.arange(len(labels))
-    from fmnist.data import stratified_split
-
     _, picked = stratified_split(np.asarray(labels), int(subsample), seed=seed)
     return picked
 
@@ -99,9 +103,6 @@ def _die_with_parent(parent_pid: int) -> None:
     """Ask Linux to kill this process when the thread that started it dies, so a killed run leaves no orphans."""
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-            import signal
-
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
@@ -117,7 +118,6 @@ def apply_limits(time_limit: float, memory_limit_mb: float) -> None:
     its heap and private mappings: an allocation past it fails, which Python raises as MemoryError.
     Both limits are hard, so the job cannot raise them (unless it runs as root). No core files.
     """
-    import resource
 
     def lower(which: int, soft: int, hard: int) -> None:
         _, current = resource.getrlimit(which)
@@ -138,11 +138,7 @@ def _warnings_seen(caught: list) -> list[str]:
 
 def run_job(job: dict, emit) -> None:
     """Build, sanity-check and score the job's estimator; ``emit(dict)`` reports each event."""
-    import warnings
-
     from sklearn.base import clone
-
-    from fmnist.baselines.estimators import CannotBuild, build_estimator, describe, sanity_check
 
     data = prepare(job)
     start = {
@@ -211,8 +207,6 @@ def main(argv: list[str]) -> int:
     except MemoryError as exc:
         end = {"event": "end", "status": "memory", "reason": f"MemoryError: {exc}"[:300]}
     except Exception as exc:  # the job failed, not the runner: record it and let the run go on
-        from fmnist.errors import FmnistError
-
         reason = (
             str(exc) if isinstance(exc, FmnistError) else " ".join(f"{type(exc).__name__}: {exc}".split())
         )

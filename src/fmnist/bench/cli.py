@@ -2,7 +2,8 @@
 
 ``sklearn``, ``report`` and ``add`` are the scikit-learn baselines' (:mod:`fmnist.baselines.cli`);
 ``cnn`` is the CNN benchmark's, defined here. Each action is a pair: ``_add_NAME(actions)`` builds
-its parser, ``cmd_NAME(args)`` runs it, with the heavy imports (torch, scikit-learn, Dask) inside.
+its parser, ``cmd_NAME(args)`` runs it, with the heavy imports (torch, scikit-learn, Dask) inside:
+``fmnist --help`` stays light.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 
 from fmnist.baselines import cli as baselines_cli
-from fmnist.baselines.cli import action
-from fmnist.cli import add_data_dir_arg, add_device_arg, add_group
+from fmnist.baselines.results import append_external_result
+from fmnist.cli import add_command, add_data_dir_arg, add_device_arg, add_group, config_from_args
+from fmnist.errors import ConfigError
+from fmnist.train.config import PRESETS
 
 
 def _csv(kind):
@@ -27,7 +30,7 @@ def _csv(kind):
 
 
 def _add_cnn(actions) -> None:
-    p = action(
+    p = add_command(
         actions,
         "cnn",
         help="CNN time to accuracy, accuracy over seeds, throughput, vs a plain PyTorch reference",
@@ -74,8 +77,6 @@ def _add_cnn(actions) -> None:
 
 def cmd_cnn(args) -> int:
     from fmnist.bench.cnn import CnnBenchConfig, run_bench
-    from fmnist.errors import ConfigError
-    from fmnist.train.config import PRESETS
 
     unknown = [r for r in args.recipes if r not in PRESETS]
     if unknown or not args.recipes:
@@ -95,26 +96,8 @@ def cmd_cnn(args) -> int:
         ) from None
     if ref_width < 1 or ref_depth < 1:
         raise ConfigError(f"--reference-resnet sizes must be positive; got {args.reference_resnet!r}")
-    bench = CnnBenchConfig(
-        recipes=args.recipes,
-        seeds=args.seeds,
-        references=args.references,
-        reference_epochs=args.reference_epochs,
-        reference_seeds=args.reference_seeds,
-        reference_resnet=(ref_width, ref_depth),
-        epochs=args.epochs,
-        train_limit=args.train_limit,
-        ensemble=args.ensemble,
-        test_limit=args.test_limit,
-        width=args.width,
-        device=args.device,
-        data_dir=args.data_dir,
-        out=args.out,
-    )
-    result = run_bench(bench)
+    result = run_bench(config_from_args(CnnBenchConfig, args, reference_resnet=(ref_width, ref_depth)))
     if args.add_to:
-        from fmnist.baselines.results import append_external_result
-
         for line in result["table"]:
             row = {
                 "name": f"CNN {line['recipe']}",

@@ -19,9 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmnist.bench.reference import reference_logits, train_reference
+from fmnist.data.loader import load_dataset, stratified_split
 from fmnist.fsio import write_json, write_text
 from fmnist.models.inference import logits_of
-from fmnist.models.scoring import accuracy
+from fmnist.models.registry import param_count
+from fmnist.models.scoring import accuracy, ensemble
+from fmnist.train.config import make_config
+from fmnist.train.data import load_training_data
+from fmnist.train.device import resolve_device, set_threads
+from fmnist.train.loop import predict_logits
+from fmnist.train.trainer import fit
 
 THRESHOLDS = (0.91, 0.93, 0.94, 0.95, 0.96)
 
@@ -77,8 +85,6 @@ def inference_rate(
     model: torch.nn.Module, x_uint8: torch.Tensor, mean: float, std: float, batch: int = 256
 ) -> float:
     """Images/s of eval-mode inference at ``batch`` images per call, bf16 autocast where supported (warm-up excluded)."""
-    from fmnist.train.loop import predict_logits
-
     predict_logits(model, x_uint8[: batch * 2], mean, std, batch, bf16=True)
     if x_uint8.device.type == "cuda":
         torch.cuda.synchronize()
@@ -96,11 +102,6 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.device, test_x, test_y) -> dict:
-    from fmnist.models.registry import param_count
-    from fmnist.train.config import make_config
-    from fmnist.train.data import load_training_data
-    from fmnist.train.trainer import fit
-
     cfg = make_config(
         preset,
         seed=seed,
@@ -152,10 +153,6 @@ def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.devi
 def run_reference(
     arch: str, seed: int, bench: CnnBenchConfig, device: torch.device, ds, test_x, test_y
 ) -> dict:
-    from fmnist.bench.reference import reference_logits, train_reference
-    from fmnist.data.loader import stratified_split
-    from fmnist.models.registry import param_count
-
     images, labels = np.asarray(ds.train.images), np.asarray(ds.train.labels)
     if bench.train_limit:
         images, labels = images[: bench.train_limit], labels[: bench.train_limit]
@@ -322,9 +319,6 @@ def markdown(table: list[dict], speedups: list[dict], extra: list[dict], info: d
 
 def run_bench(bench: CnnBenchConfig) -> dict:
     """Run every recipe and reference; write ``cnn.json`` and ``cnn.md`` into ``bench.out``."""
-    from fmnist.data.loader import load_dataset
-    from fmnist.train.device import resolve_device, set_threads
-
     device = resolve_device(bench.device)
     set_threads(0)
     ds = load_dataset("fashion", bench.data_dir)
@@ -383,7 +377,7 @@ def ensemble_scores(rows: list[dict], test_x: torch.Tensor, test_y: torch.Tensor
         logits = logits_of(r["_model"], test_x, mean, std, flip_tta=True)
         tta_accs.append(accuracy(logits, test_y))
         probs.append(torch.softmax(logits, dim=1))
-    ens = accuracy(torch.stack(probs).mean(0), test_y)
+    ens = accuracy(ensemble(probs), test_y)
     name = rows[0]["recipe"]
     return [
         {

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from fmnist.cli import HelpFormatter, add_data_dir_arg, add_group
+import numpy as np
+
+from fmnist.cli import add_command, add_data_dir_arg, add_group
+from fmnist.data.download import check_mirrors, check_settings
+from fmnist.data.loader import load_dataset
+from fmnist.data.registry import get_spec
+from fmnist.data.sources import locate
+from fmnist.data.summary import format_summary, summary
+from fmnist.errors import ConfigError, DataError
+
+# The export and the sprite (Pillow) are imported inside their commands: `fmnist --help` stays light.
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +28,6 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
 def load_or_fetch(name: str, data_dir: str | None):
     """``load_dataset`` for a command: a download is announced on stdout (so stderr holds only a final
     error), and a data set that cannot be had (e.g. MNIST offline) is one line naming the way out."""
-    from fmnist.data.loader import load_dataset
-    from fmnist.data.registry import get_spec
-    from fmnist.errors import DataError
-
     spec = get_spec(name)
     if data_dir is not None:
         return load_dataset(name, data_dir)  # its errors already name the folder
@@ -50,13 +55,12 @@ def register(sub) -> None:
         description="Get the data files, verify them, summarise, export, draw the sprite.",
         example="fmnist data fetch && fmnist data info",
     )
-
-    fetch = dsub.add_parser(
+    fetch = add_command(
+        dsub,
         "fetch",
-        help="find or download the four files and verify them",
-        description="Find verified files locally (--data-dir, cache, system copy) or download them.\n\n"
-        "Example:\n  fmnist data fetch --mirror http://127.0.0.1:8000/",
-        formatter_class=HelpFormatter,
+        "find or download the four files and verify them",
+        "Find verified files locally (--data-dir, cache, system copy) or download them.",
+        "fmnist data fetch --mirror http://127.0.0.1:8000/",
     )
     add_source_args(fetch)
     fetch.add_argument(
@@ -75,32 +79,34 @@ def register(sub) -> None:
     )
     fetch.set_defaults(func=cmd_fetch)
 
-    verify = dsub.add_parser(
+    verify = add_command(
+        dsub,
         "verify",
-        help="check every file's checksum and header",
-        description="Verify the files against the published MD5s and the decompressed-content MD5s.\n\n"
-        "Example:\n  fmnist data verify --data-dir /usr/share/datasets/fashion-mnist",
-        formatter_class=HelpFormatter,
+        "check every file's checksum and header",
+        "Verify the files against the published MD5s and the decompressed-content MD5s.",
+        "fmnist data verify --data-dir /usr/share/datasets/fashion-mnist",
     )
     add_source_args(verify)
     verify.set_defaults(func=cmd_verify)
 
-    info = dsub.add_parser(
+    info = add_command(
+        dsub,
         "info",
-        help="counts per split and class, checksums, where the files came from",
-        description="Summarise the data set.\n\nExample:\n  fmnist data info --json",
-        formatter_class=HelpFormatter,
+        "counts per split and class, checksums, where the files came from",
+        "Summarise the data set.",
+        "fmnist data info --json",
     )
     add_source_args(info)
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=cmd_info)
 
-    exp = dsub.add_parser(
+    exp = add_command(
+        dsub,
         "export",
-        help="write the data as NPZ, CSV or PNG folders",
-        description="Export the data. CSV uses the common label,pixel1..pixel784 layout; PNG writes one "
-        "folder per split and class.\n\nExample:\n  fmnist data export --format csv --out exported/",
-        formatter_class=HelpFormatter,
+        "write the data as NPZ, CSV or PNG folders",
+        "Export the data. CSV uses the common label,pixel1..pixel784 layout; PNG writes one folder per split "
+        "and class.",
+        "fmnist data export --format csv --out exported/",
     )
     add_source_args(exp)
     exp.add_argument("--format", choices=("npz", "csv", "png"), default="npz")
@@ -114,11 +120,12 @@ def register(sub) -> None:
     )
     exp.set_defaults(func=cmd_export)
 
-    sprite = dsub.add_parser(
+    sprite = add_command(
+        dsub,
         "sprite",
-        help="draw the README's sprite (each class takes three rows)",
-        description="Draw a grid of random samples, three rows per class.\n\nExample:\n  fmnist data sprite --out sprite.png",
-        formatter_class=HelpFormatter,
+        "draw the README's sprite (each class takes three rows)",
+        "Draw a grid of random samples, three rows per class.",
+        "fmnist data sprite --out sprite.png",
     )
     add_source_args(sprite)
     sprite.add_argument("--out", type=Path, default=Path("sprite.png"))
@@ -132,36 +139,7 @@ def register(sub) -> None:
 MAX_SPRITE_COLUMNS = 500  # 14,000 pixels wide; more is a typo, not a picture
 
 
-def check_image_out(out: Path, ds) -> None:
-    """Refuse a picture output that is a folder, one of the data files, or an existing non-PNG file."""
-    from fmnist.data.export import _inputs
-    from fmnist.errors import DataError
-
-    if out.is_dir():
-        raise DataError(f"{out}: is a folder; --out names the PNG file to write")
-    try:
-        resolved = out.resolve()
-    except (OSError, RuntimeError):
-        return
-    if resolved in _inputs(ds):
-        raise DataError(f"{out}: is one of the data files being read; choose another --out")
-    if os.path.exists(out) and not out.is_file():  # a device, FIFO or socket: never read or replaced
-        raise DataError(f"{out}: exists and is not a regular file; not replaced (choose another --out)")
-    if out.is_file():
-        try:
-            with open(out, "rb") as fh:
-                head = fh.read(8)
-        except OSError:
-            return  # the atomic write will say what is wrong
-        if head and head != b"\x89PNG\r\n\x1a\n":
-            raise DataError(f"{out}: exists and is not a PNG picture; not replaced (choose another --out)")
-
-
 def cmd_fetch(args) -> int:
-    from fmnist.data.download import check_mirrors, check_settings
-    from fmnist.data.sources import locate
-    from fmnist.errors import ConfigError
-
     try:
         check_settings(args.retries, args.timeout)
         if args.mirror is not None:
@@ -176,8 +154,6 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from fmnist.data.sources import locate
-
     files = locate(args.dataset, args.data_dir, download_missing=False)
     for key, path in files.paths.items():
         print(f"ok  {path}  ({files.verified[key]})")
@@ -186,9 +162,6 @@ def cmd_verify(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from fmnist.data.loader import load_dataset
-    from fmnist.data.summary import format_summary, summary
-
     info = summary(load_dataset(args.dataset, args.data_dir, quiet=False))
     print(json.dumps(info, indent=2) if args.json else format_summary(info))
     return 0
@@ -196,8 +169,6 @@ def cmd_info(args) -> int:
 
 def cmd_export(args) -> int:
     from fmnist.data.export import export
-    from fmnist.data.loader import load_dataset
-    from fmnist.errors import ConfigError
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError("--limit must be a positive number of images")
@@ -209,11 +180,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_sprite(args) -> int:
-    import numpy as np
-
-    from fmnist.data.loader import load_dataset
-    from fmnist.errors import ConfigError
-    from fmnist.viz.sprite import make_sprite, save_sprite
+    from fmnist.viz.sprite import check_image_out, make_sprite, save_sprite
 
     if not 1 <= args.columns <= MAX_SPRITE_COLUMNS:
         raise ConfigError(f"--columns must be positive and at most {MAX_SPRITE_COLUMNS}, got {args.columns}")

@@ -16,6 +16,7 @@ a full disk).
 from __future__ import annotations
 
 import errno
+import glob
 import http.client
 import math
 import os
@@ -138,7 +139,7 @@ def _fetch_once(
         total = announced if announced is not None else expected_size
         bar = None
         if progress:
-            from tqdm import tqdm
+            from tqdm import tqdm  # here: this module is imported by `fmnist --help`, which needs no bar
 
             bar = tqdm(
                 total=total,
@@ -272,7 +273,7 @@ def quarantine(path: Path, keep: int = KEEP_BAD) -> Path | None:
 def prune_quarantine(directory: Path, name: str, keep: int = KEEP_BAD) -> None:
     """Delete all but the ``keep`` newest ``NAME.bad-*`` files in ``directory``."""
     try:
-        bad = [p for p in directory.glob(f"{_glob_escape(name)}.bad-*") if p.is_file()]
+        bad = [p for p in directory.glob(f"{glob.escape(name)}.bad-*") if p.is_file()]
     except OSError:
         return
 
@@ -295,9 +296,3 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
     except OSError:
         pass
-
-
-def _glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)

@@ -26,8 +26,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fmnist.data.loader import Dataset
+from fmnist.data.sources import dataset_cache
 from fmnist.errors import ConfigError, DataError
 from fmnist.fsio import atomic_open, cleanup_on_signals, usual_mode, write_json
 
@@ -49,10 +51,8 @@ def _subset(ds: Dataset, kind: str, limit: int | None) -> tuple[np.ndarray, np.n
     return np.asarray(split.images[:n]), np.asarray(split.labels[:n])
 
 
-def _inputs(ds: Dataset) -> list[Path]:
-    """What an export reads: the data files and the array cache, resolved."""
-    from fmnist.data.sources import dataset_cache
-
+def input_paths(ds: Dataset) -> list[Path]:
+    """What reading ``ds`` touches: its data files and its array cache, resolved (never an output)."""
     paths = list(ds.files.paths.values()) + [dataset_cache(ds.spec)]
     out = []
     for p in paths:
@@ -96,7 +96,7 @@ def export(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder (--out names the folder to write into)")
-    inputs = _inputs(ds)
+    inputs = input_paths(ds)
     if fmt == "npz":
         targets = [out / f"{ds.name}.npz"]
     elif fmt == "csv":
@@ -297,8 +297,6 @@ def write_png_tree(
     Replaces ``root`` only when it is an earlier export's own output (or empty); see :func:`export`
     for ``force``. SIGTERM/SIGINT while writing remove the temporary folder.
     """
-    from PIL import Image
-
     plan = _tree_plan(root, force)
     root.parent.mkdir(parents=True, exist_ok=True)
     dirnames = [class_dirname(i, name) for i, name in enumerate(classes)]
@@ -388,8 +386,6 @@ def _merge_in(tmp: Path, root: Path, manifest: dict) -> None:
 
 def read_png_tree(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a PNG tree back in index order: (n, 28, 28) uint8 images, uint8 labels."""
-    from PIL import Image
-
     items = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         label = int(class_dir.name.split("-", 1)[0])

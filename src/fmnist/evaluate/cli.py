@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 from fmnist.cli import add_command, add_data_dir_arg, add_device_arg
+from fmnist.evaluate.record import format_evaluation
+from fmnist.train.device import resolve_device
+
+# The evaluation (torch, matplotlib) is imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -31,9 +35,7 @@ def register(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from fmnist.evaluate.record import format_evaluation
     from fmnist.evaluate.report import evaluate_run
-    from fmnist.train.device import resolve_device
 
     evaluation = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device), flip_tta=args.tta)
     if args.json:

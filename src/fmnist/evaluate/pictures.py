@@ -5,28 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure list
 
 from fmnist.fsio import atomic_open
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as PNG, atomically."""
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
     return path
 
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig = Figure(figsize=(8, 7))
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     n = len(classes)
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
@@ -47,16 +40,14 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path, title: str) ->
                 color="white" if cm[i, j] > threshold else "black",
             )
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def gallery_png(images: np.ndarray, captions: list[str], path: Path, title: str, columns: int = 5) -> Path:
     """A grid of 28x28 images, each with a caption (e.g. 'true Shirt / pred T-shirt 0.98')."""
-    plt = _figure()
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.1, rows * 2.4))
+    fig = Figure(figsize=(columns * 2.1, rows * 2.4))
+    axes = fig.subplots(rows, columns)
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, img, caption in zip(np.atleast_1d(axes).ravel(), images, captions, strict=False):
@@ -64,6 +55,4 @@ def gallery_png(images: np.ndarray, captions: list[str], path: Path, title: str,
         ax.set_title(caption, fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluate.metrics import confidently_wrong, confusion_matrix, expected_calibration_error, per_class
 from fmnist.evaluate.pictures import confusion_png, gallery_png
@@ -80,8 +81,6 @@ def evaluate_run(
     ``evaluation-flip-tta.json``, ``report-flip-tta.md``, ...: the plain evaluation, whose accuracy
     predict and serve report, is left alone. model.pt is never rewritten.
     """
-    from fmnist.data.loader import load_dataset
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FmnistError(f"{run_dir}: no such run folder")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fmnist.cli import add_command
 from fmnist.errors import FmnistError
 
+# The exporters (torch, onnx) are imported inside the command: `fmnist --help` stays light.
 TOLERANCE = 1e-3  # largest |logit difference| accepted between the export and torch (float32 noise: ~1e-6)
 
 

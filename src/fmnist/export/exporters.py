@@ -29,16 +29,17 @@ import numpy as np
 import torch
 
 from fmnist.errors import FmnistError
+from fmnist.export.onnx_runtime import FORMAT as ONNX_FORMAT
+from fmnist.export.onnx_runtime import OnnxModel
 from fmnist.fsio import cleanup_on_signals, write_bytes
 from fmnist.models.checkpoint import unwrap
 from fmnist.models.inference import LoadedModel, load_model
 from fmnist.models.inputs import preprocess
 
-ONNX_FORMAT = "fmnist-onnx/1"
+# onnx (the export extra) is imported where an ONNX file is made or read: TorchScript needs only torch.
 TORCHSCRIPT_FORMAT = "fmnist-torchscript/1"
 FORMATS = ("onnx", "torchscript")
 DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-OPSET = 18  # the dynamo exporter's default; onnxruntime >= 1.16 runs it
 
 
 def _jsonable(value):
@@ -100,7 +101,7 @@ def _onnx_proto(net: torch.nn.Module, example: torch.Tensor):
             program = torch.onnx.export(
                 net,
                 (example,),
-                dynamo=True,
+                dynamo=True,  # opset 18, its default; onnxruntime >= 1.16 runs it
                 input_names=["images"],
                 output_names=["logits"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
@@ -251,8 +252,6 @@ def check_export(
     images = np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     want = loaded.logits(images).numpy()
     if fmt == "onnx":
-        from fmnist.export.onnx_runtime import OnnxModel
-
         got = OnnxModel(path).logits(images)
     else:
         module, _ = load_torchscript(path)

@@ -1,4 +1,4 @@
-"""Run an ONNX export with onnxruntime alone: numpy + onnxruntime + Pillow, never torch.
+"""Run an ONNX export with onnxruntime alone: numpy + onnxruntime, never torch.
 
 :class:`OnnxModel` offers what prediction and the web service use from the torch model
 (``classes``, ``record``, ``predict_proba``), so both backends go through the same photo
@@ -18,7 +18,7 @@ from fmnist.errors import FmnistError
 from fmnist.models.inputs import preprocess_numpy
 from fmnist.models.record import RecordFields
 
-FORMAT = "fmnist-onnx/1"  # equals fmnist.export.exporters.ONNX_FORMAT (not imported: that module needs torch)
+FORMAT = "fmnist-onnx/1"  # the metadata tag of an fmnist ONNX export (fmnist.export.exporters writes it)
 MODEL_FILE = "model.onnx"
 
 
@@ -38,7 +38,7 @@ class OnnxModel(RecordFields):
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         intra_op_threads: int = 0,
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # here: the export extra; predict imports this module without it
 
         path = Path(path)
         if path.is_dir():

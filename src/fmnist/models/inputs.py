@@ -50,7 +50,7 @@ def preprocess(
     images: np.ndarray | torch.Tensor, mean: float, std: float, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """uint8 images (numpy or torch) -> normalised float32 (n, 1, 28, 28) on ``device``."""
-    import torch  # lazily: this module stays importable without torch
+    import torch  # here: this module stays importable without torch (see above)
 
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images, dtype=np.uint8))
     return normalise(as_batch(x).to(device), mean, std)

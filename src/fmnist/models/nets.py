@@ -1,7 +1,7 @@
 """The plain convolutional networks: the README's tutorial net and the fast CPU default.
 
 Every model here exposes ``features(x) -> (n, d)`` (the penultimate layer, used by the
-embedding maps and the audit) and ``classifier`` (the last Linear); ``forward`` is their
+embedding maps) and ``classifier`` (the last Linear); ``forward`` is their
 composition. Inputs are normalised (n, 1, 28, 28) float tensors.
 """
 

@@ -20,3 +20,14 @@ def accuracy(scores, labels) -> float:
     """
     n = len(labels)
     return float(correct(scores, labels)) / n if n else float("nan")
+
+
+def ensemble(member_probs):
+    """The ensemble's probabilities: the mean of its members' softmax outputs (numpy arrays or tensors).
+
+    One rule for every ensemble here (the sweep's best runs, `bench cnn`'s seeds): averaging
+    probabilities, not logits, so a member's over-confident logits cannot outvote the others.
+    """
+    if not len(member_probs):
+        raise ValueError("an ensemble needs at least one member")
+    return sum(member_probs[1:], member_probs[0]) / len(member_probs)

@@ -18,6 +18,10 @@ from pathlib import Path
 
 from fmnist.cli import CPU_BY_DEFAULT, add_command, add_device_arg
 from fmnist.errors import FmnistError
+from fmnist.fsio import write_bytes
+
+# Prediction and picture decoding (Pillow; torch for .pt models) are imported inside the functions that
+# need them: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -89,7 +93,6 @@ def format_line(result: dict) -> str:
 
 
 def cmd_predict(args) -> int:
-    from fmnist.fsio import write_bytes
     from fmnist.predict.predict import load, predict
     from fmnist.predict.preprocess_photo import MIB, encode_png
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.export.onnx_runtime import OnnxModel
 from fmnist.predict.preprocess_photo import (
     DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -24,6 +25,7 @@ from fmnist.predict.preprocess_photo import (
     describe,
     prepare_image,
 )
+from fmnist.train.device import check_device_name, resolve_device
 
 
 class Model(Protocol):
@@ -45,8 +47,6 @@ def load(path: str | os.PathLike, backend: str = "auto", device: str = "cpu") ->
     mps; it must exist here). ONNX models run on the CPU (onnxruntime's CPU provider), so with
     them only auto and cpu are accepted.
     """
-    from fmnist.train.device import check_device_name
-
     path = Path(path)
     if backend not in ("auto", "torch", "onnx"):
         raise FmnistError(f"unknown backend {backend!r}; choose auto, torch or onnx")
@@ -56,11 +56,8 @@ def load(path: str | os.PathLike, backend: str = "auto", device: str = "cpu") ->
             raise FmnistError(
                 f"--device {device}: ONNX models run on the CPU here (onnxruntime); use --device cpu"
             )
-        from fmnist.export.onnx_runtime import OnnxModel
-
         return OnnxModel(path)
-    from fmnist.models.inference import load_model
-    from fmnist.train.device import resolve_device
+    from fmnist.models.inference import load_model  # here: the ONNX path never imports torch
 
     return load_model(path, device=resolve_device(device))
 

@@ -34,6 +34,7 @@ With ``backend="onnx"`` nothing here imports torch.
 """
 
 import base64
+import ctypes
 import json
 import os
 import threading
@@ -51,6 +52,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluate.record import model_digest, recorded_accuracy
 from fmnist.predict.predict import Model, load, rank
@@ -167,8 +169,6 @@ def give_memory_back() -> None:
     global _malloc_trim
     if _malloc_trim is None:
         try:
-            import ctypes
-
             _malloc_trim = ctypes.CDLL(None).malloc_trim
         except (OSError, AttributeError):
             _malloc_trim = False
@@ -181,8 +181,6 @@ _malloc_trim: Any = None
 
 def check_limits(limits: dict[str, Any]) -> None:
     """Each limit a positive int (``max_pixels`` at most Pillow's own cap), or one line naming it."""
-    from PIL import Image
-
     for key, value in limits.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise FmnistError(f"{key} must be a positive integer, got {value!r}")
@@ -218,8 +216,6 @@ class SampleImages:
     def get(self) -> tuple[np.ndarray, np.ndarray, str]:
         with self._lock:
             if self._loaded is None:
-                from fmnist.data.loader import load_dataset
-
                 try:
                     ds = load_dataset(self.dataset, self.data_dir, download=False)
                 except FmnistError as exc:

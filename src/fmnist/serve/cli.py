@@ -9,6 +9,9 @@ from pathlib import Path
 
 from fmnist.cli import CPU_BY_DEFAULT, add_command, add_data_dir_arg, add_device_arg
 from fmnist.errors import FmnistError
+from fmnist.train.device import check_device_name, resolve_device
+
+# The web app (fastapi, uvicorn: the serve extra) is imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -75,8 +78,6 @@ def check_options(args) -> None:
 
     Run before the model is loaded or the port bound, so a typo never starts a server.
     """
-    from fmnist.train.device import check_device_name
-
     for key, (low, high) in NUMBER_RANGES.items():
         value = getattr(args, key)
         flag = "--" + key.replace("_", "-")
@@ -119,8 +120,6 @@ def cmd_serve(args) -> int:
 
     check_options(args)
     if args.backend == "torch":
-        from fmnist.train.device import resolve_device
-
         resolve_device(args.device)  # the device must exist here: one line now, not a 500 later
     model = Path(args.run)
     if args.backend == "onnx" and model.is_dir():

@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fmnist.cli import add_command, add_data_dir_arg
+from fmnist.errors import ConfigError, FmnistError
+from fmnist.sweep.plan import load_plan
+
+# The runner (torch, Dask: the bench extra) is imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -31,9 +35,6 @@ def register(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from fmnist.errors import ConfigError, FmnistError
-    from fmnist.sweep.plan import load_plan
-
     if args.workers < 1 or args.threads < 1 or args.ensemble < 0:
         raise ConfigError("--workers and --threads must be positive, --ensemble >= 0")
     runs = load_plan(args.plan, data_dir=args.data_dir)

@@ -12,31 +12,38 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
+from distributed import as_completed
 
 from fmnist import dask_client
+from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
+from fmnist.evaluate.record import read_evaluation
+from fmnist.evaluate.report import evaluate_run
 from fmnist.fsio import write_json, write_text
+from fmnist.models.inference import load_model
+from fmnist.models.scoring import accuracy, ensemble
 from fmnist.sweep.plan import PlannedRun
+from fmnist.train.config import TrainConfig
+from fmnist.train.run_folder import CONFIG_FILE, MACHINE_KNOBS
+from fmnist.train.trainer import train
 
 DONE_FILE = "evaluation.json"
 
 
 def run_one(run_dir: str, config: dict, data_dir: str | None) -> dict:
     """Train (or resume) and evaluate one run; executed on a Dask worker. Returns its figures."""
-    from fmnist.evaluate.report import evaluate_run
-    from fmnist.train.config import TrainConfig
-    from fmnist.train.trainer import train
-
     path = Path(run_dir)
     cfg = TrainConfig(**config)
     check_same_plan(path, cfg)
-    done = path / DONE_FILE
-    if done.exists():
-        return {**json.loads(done.read_text()), "reused": True}
+    if (path / DONE_FILE).exists():
+        try:
+            return {**read_evaluation(path).to_dict(), "reused": True}
+        except FmnistError:
+            pass  # a damaged or partial evaluation.json: train (resumes, nothing to redo) and evaluate again
     resume = (path / "config.json").exists()
     train(cfg, path, resume=resume, log=None, progress_bar=False)
     figures = evaluate_run(path, data_dir, "cpu" if cfg.device == "auto" else cfg.device).to_dict()
@@ -59,10 +66,6 @@ def check_same_plan(path: Path, cfg) -> None:
     --out with, e.g., more epochs would report the old runs' figures as the new plan's, or resume
     them with their old settings. Machine knobs (threads, device, data folder, compile) may differ.
     """
-    from dataclasses import fields
-
-    from fmnist.train.run_folder import CONFIG_FILE, MACHINE_KNOBS
-
     saved_path = path / CONFIG_FILE
     if not saved_path.exists():
         return
@@ -113,8 +116,6 @@ def run_sweep(
             for r in runs
         }
         rows = []
-        from dask.distributed import as_completed
-
         for future in as_completed(futures):
             r = futures[future]
             try:
@@ -152,10 +153,6 @@ def run_sweep(
 
 def ensemble_best(out: Path, rows: list[dict], k: int, data_dir: str | None) -> dict:
     """Average the softmax of the ``k`` best runs by validation accuracy; score on the test set."""
-    from fmnist.data.loader import load_dataset
-    from fmnist.models.inference import load_model
-    from fmnist.models.scoring import accuracy
-
     done = [r for r in rows if r.get("val_acc") is not None]
     best = sorted(done, key=lambda r: -r["val_acc"])[:k]
     if not best:
@@ -163,7 +160,7 @@ def ensemble_best(out: Path, rows: list[dict], k: int, data_dir: str | None) -> 
     models = [load_model(out / r["run"]) for r in best]
     ds = load_dataset(models[0].record.get("dataset", "fashion"), data_dir)
     images, labels = np.asarray(ds.test.images), np.asarray(ds.test.labels)
-    probs = np.mean([m.predict_proba(images) for m in models], axis=0)
+    probs = ensemble([m.predict_proba(images) for m in models])
     return {
         "runs": [r["run"] for r in best],
         "test_acc": accuracy(probs, labels),

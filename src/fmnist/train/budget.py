@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from fmnist.data.registry import DATASETS
 from fmnist.errors import ConfigError
 from fmnist.models.registry import build_from_config
 
@@ -84,8 +85,6 @@ def activation_bytes(cfg, num_classes: int = 10) -> tuple[int, int, int]:
 
 def estimate(cfg, num_classes: int | None = None) -> MemoryEstimate:
     """The training memory of ``cfg`` (see the module docstring for what is counted)."""
-    from fmnist.data.registry import DATASETS
-
     spec = DATASETS.get(cfg.dataset)
     if num_classes is None:
         num_classes = len(spec.classes) if spec is not None else 10

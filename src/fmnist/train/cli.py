@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import fields
 from pathlib import Path
 
 from fmnist.cli import add_command
+from fmnist.errors import ConfigError
+from fmnist.train.config import PRESETS, TrainConfig, field_types, flag, load_toml, make_config
+from fmnist.train.device import preset_size_note, resolve_device
+from fmnist.train.run_folder import MACHINE_KNOBS, check_run_dir, resume_config
 
+# Training and evaluation (torch) are imported inside cmd_train: `fmnist --help` stays light.
 SKIP = {"preset"}
 
 
 def field_help() -> dict[str, str]:
     """Each TrainConfig field's help text (its ``metadata["help"]``): one source for code and ``--help``."""
-    from fmnist.train.config import TrainConfig
-
     return {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
 
 
@@ -23,8 +27,6 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
     The flag's type is the field's annotation without None (``int | None`` -> int), from the type hints.
     """
-    from fmnist.train.config import TrainConfig, field_types, flag
-
     helps = field_help()
     kinds = field_types()
     for f in fields(TrainConfig):
@@ -56,8 +58,6 @@ def register(sub) -> None:
         "checkpoint.pt (for --resume) and model.pt (best epoch).",
         example="fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first",
     )
-    from fmnist.train.config import PRESETS
-
     p.add_argument("--preset", default=None, help=f"named recipe: {', '.join(PRESETS)}")
     p.add_argument(
         "--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys"
@@ -76,23 +76,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def config_from_args(args) -> object:
-    from fmnist.train.config import TrainConfig, make_config
-
+def config_from_args(args) -> TrainConfig:
     overrides = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig) if f.name not in SKIP}
     return make_config(args.preset, args.config_file, **overrides)
 
 
 def default_run_dir(model: str) -> Path:
-    import time
-
     return Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _explicit_settings(args) -> set[str]:
     """The config fields this command line sets: its flags, and the keys of --preset and --config."""
-    from fmnist.train.config import PRESETS, TrainConfig, load_toml
-
     names = {
         f.name for f in fields(TrainConfig) if f.name not in SKIP and getattr(args, f.name, None) is not None
     }
@@ -104,8 +98,7 @@ def _explicit_settings(args) -> set[str]:
 
 
 def cmd_train(args) -> int:
-    from fmnist.errors import ConfigError
-    from fmnist.train.run_folder import MACHINE_KNOBS, check_run_dir, resume_config
+    from fmnist.train.distributed import from_env
     from fmnist.train.trainer import train
 
     cfg = config_from_args(args)
@@ -121,12 +114,8 @@ def cmd_train(args) -> int:
         cfg, notes = resume_config(run_dir, cfg, _explicit_settings(args))
     else:
         check_run_dir(run_dir, cfg, resume=False)  # before printing anything: a refused folder is one line
-    from fmnist.train.distributed import from_env
-
     main_rank = from_env().is_main  # under torchrun only rank 0 talks
     if main_rank:
-        from fmnist.train.device import preset_size_note, resolve_device
-
         if args.resume:
             machine = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in MACHINE_KNOBS)
             print(

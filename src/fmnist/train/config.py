@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import os
 import sys
 import tomllib
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fmnist.cli import DEVICE_HELP, data_dir_help
+from fmnist.data.registry import DATASETS
 from fmnist.errors import ConfigError
 from fmnist.models.catalog import CATALOG as MODELS
 from fmnist.train.device import check_device_name, usable_cores
@@ -59,7 +62,7 @@ class TrainConfig:
     width: int | None = knob(None, "model width knob (None: the model's default)", lo=1, hi=16384)
     depth: int | None = knob(None, "residual blocks per stage (resnet only)", lo=1, hi=100)
     dataset: str = knob("fashion", "data set name: fashion | mnist")
-    data_dir: str | None = knob(None, "folder with the four IDX files (None: cache / system copy / download)")
+    data_dir: str | None = knob(None, data_dir_help())
     train_limit: int | None = knob(
         None, "train on the first N training images only (smoke tests)", lo=20, hi=10_000_000
     )
@@ -91,7 +94,7 @@ class TrainConfig:
         0, "stop after this many epochs without a better val accuracy (0: never)", lo=0, hi=10_000
     )
     # --- machine
-    device: str = knob("auto", "auto | cpu | cuda | cuda:N")
+    device: str = knob("auto", DEVICE_HELP)
     # more threads than cores is capped (with a note) by validate()
     threads: int = knob(0, "torch CPU threads (0: all cores)", lo=0)
     bf16: bool = knob(True, "bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX)")
@@ -136,8 +139,6 @@ class TrainConfig:
         for key in ("width", "depth"):
             if getattr(self, key) is not None and key not in MODELS[self.model].knobs:
                 raise ConfigError(f"model {self.model!r} takes no --{key}")
-        from fmnist.data.registry import DATASETS
-
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown data set {self.dataset!r}; known: {', '.join(DATASETS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -167,6 +168,7 @@ class TrainConfig:
                     file=sys.stderr,
                 )
             config = dataclasses.replace(self, threads=cores)
+        # here: the memory check needs torch, and `fmnist --help` imports this module
         from fmnist.train.budget import check_fits
 
         check_fits(config)
@@ -200,8 +202,6 @@ def flag(name: str) -> str:
 
 def _coerce(name: str, kind: type, value: Any, optional: bool) -> Any:
     """``value`` as a plain ``kind``, or a one-line ConfigError. A bool is not a number; an int is a float."""
-    import numbers
-
     wanted = kind.__name__ + (" or None" if optional else "")
     bad = ConfigError(f"config key {name!r} must be {wanted}, got {value!r}")
     if kind is bool:

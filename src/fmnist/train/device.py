@@ -19,6 +19,8 @@ from fmnist.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
+# torch is imported inside the functions that need it (see above); the recipe functions import the
+# presets (fmnist.train.config imports this module) and the bf16 probe (torch) when called.
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"(auto|cpu|cuda|cuda:[0-9]{1,3}|mps)\Z")
 

@@ -49,7 +49,6 @@ from fmnist.train.device import resolve_device, set_threads
 from fmnist.train.distributed import World, from_env, setup, teardown
 from fmnist.train.loop import EMA, Progress, RunPlan, check_finite, evaluate, train_one_epoch
 from fmnist.train.run_folder import CONFIG_FILE, METRICS_FILE, check_run_dir, config_conflicts
-from fmnist.train.run_folder import MACHINE_KNOBS as MACHINE_KNOBS  # re-exported: sweep.runner reads it here
 from fmnist.train.whiten import whiten_first_layer
 
 STATE_FORMAT = "fmnist-train-state/1"

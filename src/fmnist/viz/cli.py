@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from fmnist.cli import HelpFormatter, add_group
+from fmnist.cli import SEED, add_command, add_group
 from fmnist.data.cli import add_source_args, load_or_fetch
+from fmnist.errors import ConfigError
+
+# The maps (scikit-learn, matplotlib, torch) are imported inside the command: `fmnist --help` stays light.
 
 
 def register(sub) -> None:
@@ -16,16 +20,16 @@ def register(sub) -> None:
         description="Pictures of the data. (The README's sprite is `fmnist data sprite`.)",
         example="fmnist viz embed --method umap --out maps/",
     )
-    embed = vsub.add_parser(
+    embed = add_command(
+        vsub,
         "embed",
-        help="a 2-D map coloured by class (PNG) and its coordinates (CSV)",
-        description="Map the images to 2-D with PCA, t-SNE or UMAP, from raw pixels or from a trained "
+        "a 2-D map coloured by class (PNG) and its coordinates (CSV)",
+        "Map the images to 2-D with PCA, t-SNE or UMAP, from raw pixels or from a trained "
         "model's penultimate layer. t-SNE and UMAP run on PCA-50. Without --n: 10,000 images for PCA, "
         "5,000 for t-SNE and UMAP (a random subsample; a few minutes on 2 cores). Writes "
         "DATASET-SPLIT-FEATURES-METHOD.png, .csv (index, label, class, x, y) and .json (what was drawn). "
-        "--dataset both draws Fashion-MNIST and MNIST side by side (it needs the MNIST files).\n\n"
-        "Example:\n  fmnist viz embed --method tsne --features cnn --run runs/first --thumbnails --out maps/",
-        formatter_class=HelpFormatter,
+        "--dataset both draws Fashion-MNIST and MNIST side by side (it needs the MNIST files).",
+        "fmnist viz embed --method tsne --features cnn --run runs/first --thumbnails --out maps/",
     )
     add_source_args(embed)
     embed.add_argument("--method", default="pca", help="pca, tsne or umap")
@@ -35,7 +39,7 @@ def register(sub) -> None:
         "--n", type=int, default=None, help="images on the map (default: per method, see above)"
     )
     embed.add_argument("--split", choices=("train", "t10k"), default="train")
-    embed.add_argument("--seed", type=int, default=0, help="seeds the subsample and the embedding")
+    embed.add_argument("--seed", type=SEED, default=0, help="seeds the subsample and the embedding")
     embed.add_argument("--thumbnails", action="store_true", help="draw sample images at points far apart")
     embed.add_argument(
         "--threads", type=int, default=0, help="CPU threads (0: all cores; 1 is faster on a busy machine)"
@@ -45,24 +49,15 @@ def register(sub) -> None:
 
 
 def cmd_embed(args) -> int:
-    from fmnist.errors import ConfigError
-    from fmnist.viz.embed import FEATURES, METHODS, MIN_N, write_maps
+    from fmnist.models.inference import resolve_model_path
+    from fmnist.viz.embed import MapRequest, write_maps
 
-    if args.method not in METHODS:
-        raise ConfigError(f"unknown --method {args.method!r}; known: {', '.join(METHODS)}")
-    if args.features not in FEATURES:
-        raise ConfigError(f"unknown --features {args.features!r}; known: {', '.join(FEATURES)}")
-    if args.threads < 0:
-        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
-    if args.n is not None and args.n < MIN_N:
-        raise ConfigError(f"--n must be at least {MIN_N}, got {args.n}")
-    run = None
+    req = MapRequest(args.split, args.method, args.features, args.n, args.seed, None, args.threads)
     if args.features == "cnn":
-        from fmnist.models.inference import resolve_model_path
-
         if args.run is None:
             raise ConfigError("--features cnn needs --run RUN_DIR (a folder written by `fmnist train`)")
-        run = resolve_model_path(args.run)  # a missing run is an error before any data is read
+        # a missing run is an error before any data is read
+        req = dataclasses.replace(req, run=resolve_model_path(args.run))
     elif args.run is not None:
         raise ConfigError("--run is used only with --features cnn")
     names = ["fashion", "mnist"] if args.dataset == "both" else [args.dataset]
@@ -71,17 +66,6 @@ def cmd_embed(args) -> int:
             "--data-dir names one data set's folder; with --dataset both each is found in the cache"
         )
     datasets = [load_or_fetch(name, args.data_dir) for name in names]
-    for path in write_maps(
-        datasets,
-        args.split,
-        args.method,
-        args.features,
-        args.n,
-        args.seed,
-        run,
-        args.out,
-        args.thumbnails,
-        args.threads,
-    ):
+    for path in write_maps(datasets, req, args.out, args.thumbnails):
         print(path)
     return 0

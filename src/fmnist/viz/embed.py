@@ -15,10 +15,20 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import sklearn  # noqa: F401  (before threadpoolctl, so a missing install names scikit-learn)
+import torch
+from matplotlib.figure import Figure
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from fmnist.errors import ConfigError
+from fmnist.evaluate.pictures import save_figure
 from fmnist.fsio import write_json, write_text
+from fmnist.models.inference import load_model
 
 METHODS = ("pca", "tsne", "umap")
 FEATURES = ("pixels", "cnn")
@@ -28,6 +38,29 @@ PCA_FIRST = 50  # dimensions kept by PCA before t-SNE / UMAP
 MIN_N = 10  # fewer points than this make no map (t-SNE perplexity and UMAP neighbours need some)
 THUMBNAILS = 30  # images drawn on the map with --thumbnails
 SINGLE_THREAD_BELOW = 2_000  # smaller maps run on one thread (see embed_2d)
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """What one ``fmnist viz embed`` draws, the same for each data set on the map; checked when built."""
+
+    split: str  # train or t10k
+    method: str  # one of METHODS
+    features: str  # one of FEATURES
+    n: int | None  # points per map (None: DEFAULT_N[method])
+    seed: int  # seeds the subsample and the embedding
+    run: str | Path | None  # the model of --features cnn
+    threads: int = 0  # CPU threads (0: all cores)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown --method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.features not in FEATURES:
+            raise ConfigError(f"unknown --features {self.features!r}; known: {', '.join(FEATURES)}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0, got {self.threads}")
+        if self.n is not None and self.n < MIN_N:
+            raise ConfigError(f"--n must be at least {MIN_N}, got {self.n}")
 
 
 @dataclass(frozen=True)
@@ -71,10 +104,6 @@ def features_of(images: np.ndarray, kind: str, run: str | Path | None = None, th
     if kind == "cnn":
         if run is None:
             raise ConfigError("--features cnn needs --run RUN_DIR (a folder written by `fmnist train`)")
-        import torch
-
-        from fmnist.models.inference import load_model
-
         if threads:
             torch.set_num_threads(threads)
         return load_model(run).features(np.asarray(images)).astype(np.float32)
@@ -98,9 +127,6 @@ def embed_2d(x: np.ndarray, method: str, seed: int = 0, threads: int = 0) -> np.
     n = len(x)
     if n < MIN_N:
         raise ConfigError(f"a map needs at least {MIN_N} images, got {n}")
-    import sklearn  # noqa: F401  (first, so a missing install names scikit-learn, not its threadpoolctl)
-    from threadpoolctl import threadpool_limits
-
     limit = 1 if n < SINGLE_THREAD_BELOW else (threads or None)
     with threadpool_limits(limits=limit):
         return _embed(x, method, seed)
@@ -108,20 +134,16 @@ def embed_2d(x: np.ndarray, method: str, seed: int = 0, threads: int = 0) -> np.
 
 def _embed(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     n = len(x)
-    from sklearn.decomposition import PCA
-
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(x)
     if keep := pca_dims(method, n, x.shape[1]):
         x = PCA(n_components=keep, random_state=seed).fit_transform(x)
     if method == "tsne":
-        from sklearn.manifold import TSNE
-
         perplexity = min(30.0, (n - 1) / 3)  # t-SNE needs perplexity < n
         return TSNE(
             n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed
         ).fit_transform(x)
-    import umap  # umap-learn: the viz extra
+    import umap  # here: umap-learn (the viz extra) is needed only for --method umap
 
     with warnings.catch_warnings():
         warnings.simplefilter(
@@ -164,9 +186,7 @@ def draw_map(
     seed: int = 0,
 ) -> None:
     """Scatter coloured by class with a legend; optional image thumbnails at points far apart."""
-    import matplotlib.pyplot as plt
-
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     size = float(np.clip(25_000 / max(len(xy), 1), 2.0, 16.0))  # points^2: 5 at 5,000 images, 2.5 at 10,000
     for c, name in enumerate(classes):
         m = labels == c
@@ -175,8 +195,6 @@ def draw_map(
                 xy[m, 0], xy[m, 1], s=size, color=cmap(c % cmap.N), label=name, alpha=0.7, linewidths=0
             )
     if thumbnails is not None:
-        from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-
         for i in spread_points(xy, THUMBNAILS, seed):
             box = OffsetImage(thumbnails[i], cmap="gray_r", zoom=0.8)
             ax.add_artist(
@@ -200,81 +218,51 @@ def draw_map(
     )
 
 
-def make_map(
-    ds,
-    split: str,
-    method: str,
-    features: str,
-    n: int | None,
-    seed: int,
-    run: str | Path | None,
-    threads: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, MapInfo]:
-    """(index, labels, xy, info) for one data set and split."""
-    part = ds.split(split)
-    n = DEFAULT_N[method] if n is None else n
-    if n < MIN_N:
-        raise ConfigError(f"--n must be at least {MIN_N}, got {n}")
+def make_map(ds, req: MapRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray, MapInfo]:
+    """(index, labels, xy, info) for one data set."""
+    part = ds.split(req.split)
     t0 = time.perf_counter()
-    index = subsample(len(part), n, seed)
+    index = subsample(len(part), DEFAULT_N[req.method] if req.n is None else req.n, req.seed)
     images, labels = np.asarray(part.images[index]), np.asarray(part.labels[index])
-    x = features_of(images, features, run, threads)
-    xy = embed_2d(x, method, seed, threads)
+    x = features_of(images, req.features, req.run, req.threads)
+    xy = embed_2d(x, req.method, req.seed, req.threads)
     info = MapInfo(
         ds.name,
-        split,
-        features,
-        method,
+        req.split,
+        req.features,
+        req.method,
         len(index),
         len(part),
-        seed,
-        None if run is None else str(run),
-        pca_dims(method, len(x), x.shape[1]),
+        req.seed,
+        None if req.run is None else str(req.run),
+        pca_dims(req.method, len(x), x.shape[1]),
         round(time.perf_counter() - t0, 1),
     )
     return index, labels, xy, info
 
 
-def write_maps(
-    datasets: list,
-    split: str,
-    method: str,
-    features: str,
-    n: int | None,
-    seed: int,
-    run: str | Path | None,
-    out: Path,
-    thumbnails: bool = False,
-    threads: int = 0,
-) -> list[Path]:
+def write_maps(datasets: list, req: MapRequest, out: Path, thumbnails: bool = False) -> list[Path]:
     """Compute one map per data set, write each CSV and JSON, and one PNG (side by side when several)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fmnist.evaluate.pictures import save_figure
-
     out = Path(out)
-    stem = f"{'-'.join(ds.name for ds in datasets)}-{split}-{features}-{method}"
-    fig, axes = plt.subplots(1, len(datasets), figsize=(9.5 * len(datasets), 7.5), squeeze=False)
+    what = f"{req.split}-{req.features}-{req.method}"
+    fig = Figure(figsize=(9.5 * len(datasets), 7.5))
+    axes = fig.subplots(1, len(datasets), squeeze=False)
     written = []
     for ax, ds in zip(axes[0], datasets, strict=True):
-        index, labels, xy, info = make_map(ds, split, method, features, n, seed, run, threads)
-        base = out / f"{ds.name}-{split}-{features}-{method}"
+        index, labels, xy, info = make_map(ds, req)
+        base = out / f"{ds.name}-{what}"
         write_text(base.with_suffix(".csv"), coordinates_csv(index, labels, ds.classes, xy))
         write_json(
             base.with_suffix(".json"), {**asdict(info), "classes": list(ds.classes), "note": info.sample_note}
         )
         written += [base.with_suffix(".csv"), base.with_suffix(".json")]
-        thumbs = np.asarray(ds.split(split).images[index]) if thumbnails else None
-        draw_map(ax, xy, labels, ds.classes, info.title(ds.spec.title), thumbs, seed)
+        thumbs = np.asarray(ds.split(req.split).images[index]) if thumbnails else None
+        draw_map(ax, xy, labels, ds.classes, info.title(ds.spec.title), thumbs, req.seed)
         print(
-            f"{ds.spec.title} {METHOD_TITLES[method]} of {features}: {info.sample_note}, {info.seconds:.1f} s",
+            f"{ds.spec.title} {METHOD_TITLES[req.method]} of {req.features}: {info.sample_note}, "
+            f"{info.seconds:.1f} s",
             flush=True,
         )
     fig.tight_layout()
-    png = out / f"{stem}.png"
-    save_figure(fig, png)
-    plt.close(fig)
+    png = save_figure(fig, out / f"{'-'.join(ds.name for ds in datasets)}-{what}.png")
     return [png, *written]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from fmnist.data.export import input_paths
+from fmnist.data.loader import Dataset
+from fmnist.errors import DataError
 from fmnist.fsio import atomic_open
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def make_sprite(
@@ -33,10 +40,30 @@ def make_sprite(
     return canvas
 
 
+def check_image_out(out: Path, ds: Dataset) -> None:
+    """Refuse a picture output that is a folder, one of the data files, or an existing non-PNG file."""
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; --out names the PNG file to write")
+    try:
+        resolved = out.resolve()
+    except (OSError, RuntimeError):
+        return
+    if resolved in input_paths(ds):
+        raise DataError(f"{out}: is one of the data files being read; choose another --out")
+    if os.path.exists(out) and not out.is_file():  # a device, FIFO or socket: never read or replaced
+        raise DataError(f"{out}: exists and is not a regular file; not replaced (choose another --out)")
+    if out.is_file():
+        try:
+            with open(out, "rb") as fh:
+                head = fh.read(len(PNG_SIGNATURE))
+        except OSError:
+            return  # the atomic write will say what is wrong
+        if head and head != PNG_SIGNATURE:
+            raise DataError(f"{out}: exists and is not a PNG picture; not replaced (choose another --out)")
+
+
 def save_sprite(path: Path, canvas: np.ndarray, invert: bool = False) -> Path:
     """Save as PNG atomically; ``invert`` gives dark articles on white, as the README shows them."""
-    from PIL import Image
-
     picture = 255 - canvas if invert else canvas
     with atomic_open(path, "wb") as fh:
         Image.fromarray(np.ascontiguousarray(picture, dtype=np.uint8)).save(fh, format="PNG")

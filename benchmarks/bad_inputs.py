@@ -1684,7 +1684,14 @@ def run_process(case: Case, c: Ctx, argv: list[str], env: dict) -> dict:
     notes: list[str] = []
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(
-            argv, cwd=c.d, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            cwd=c.d,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell ignores it
         )
         timed_out = False
         end = t0 + case.timeout

@@ -32,6 +32,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -398,3 +399,9 @@ def loopback():
     yield loop
     loop.server.shutdown()
     loop.server.server_close()
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C: a shell's background job (``cmd &``, as CI may
+    run the suite) starts with SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

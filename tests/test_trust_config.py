@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sigint_default
 from fmnist.cli import main
 from fmnist.errors import ConfigError
 from fmnist.train.config import PRESETS, TrainConfig, field_types, make_config, usable_cores
@@ -445,6 +446,7 @@ def test_a_signal_during_the_export_write_leaves_no_temp_file(my_run, tmp_path, 
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(ready), how, str(my_run), str(out)],
         stdout=subprocess.PIPE,
+        preexec_fn=sigint_default,
         stderr=subprocess.PIPE,
         text=True,
         env=env,

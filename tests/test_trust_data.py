@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, corrupted, snapshot
+from conftest import assert_one_line_error, corrupted, sigint_default, snapshot
 from fmnist.cli import main
 from fmnist.data import load_dataset, loader
 from fmnist.data.checksums import CONTENT, OFFICIAL, verify_file
@@ -565,6 +565,7 @@ def test_signal_during_png_export_removes_the_temp_folder(tmp_path, tiny_idx_dir
     proc = subprocess.Popen(
         [sys.executable, "-c", SLOW_EXPORT, str(tiny_idx_dir), "--format", "png", "--out", str(out)],
         stdout=subprocess.PIPE,
+        preexec_fn=sigint_default,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

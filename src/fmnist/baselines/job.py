@@ -133,7 +133,10 @@ def run_limited(job: Job) -> dict | None:
         last = next((line for line in reversed(lines) if line.strip()), "no message")
     cpu = usage.ru_utime + usage.ru_stime
     status, reason = outcome(job, events, walled, proc.returncode, last, cpu)
-    peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
+    # The worker's own VmHWM when it reported one (ru_maxrss also counts the parent it was forked from);
+    # a job killed before its first report falls back to ru_maxrss (KiB on Linux), an upper bound.
+    peaks = [e["peak_rss_mb"] for e in events if e.get("peak_rss_mb") is not None]
+    peak_mb = max(peaks) if peaks else usage.ru_maxrss / 1024
     return result_row(
         job,
         events,

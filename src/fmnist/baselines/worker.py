@@ -190,6 +190,21 @@ def run_job(job: dict, emit) -> None:
     emit({"event": "end", "status": "done", "reason": "", "warnings": _warnings_seen(caught)})
 
 
+def own_peak_rss_mb() -> float | None:
+    """This process's peak resident memory since its exec (VmHWM), MiB.
+
+    The parent's ``wait4`` figure is no use here: Linux carries the peak of the memory the child was
+    forked with (the parent's, hundreds of MB under a test runner) across exec into ``ru_maxrss``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def main(argv: list[str]) -> int:
     job_path, progress_path, parent_pid = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 0
     _die_with_parent(parent_pid)
@@ -197,6 +212,7 @@ def main(argv: list[str]) -> int:
     apply_limits(job["time_limit"], job["memory_limit_mb"])
 
     def emit(event: dict) -> None:
+        event = {**event, "peak_rss_mb": own_peak_rss_mb()}
         with open(progress_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(event) + "\n")
             fh.flush()

@@ -115,13 +115,15 @@ def cmd_cnn(args) -> int:
 ACTIONS = (*baselines_cli.ACTIONS, _add_cnn)
 
 
+# `fmnist bench --help`: one-line help, description, example
+GROUP_TEXTS = (
+    "benchmarks: scikit-learn baselines, the CNN, one results table and dashboard",
+    "Run the benchmarks and show their results; every action shares one results file.",
+    "fmnist bench sklearn --quick && fmnist bench report",
+)
+
+
 def register(sub) -> None:
-    actions = add_group(
-        sub,
-        "bench",
-        help="benchmarks: scikit-learn baselines, the CNN, one results table and dashboard",
-        description="Run the benchmarks and show their results; every action shares one results file.",
-        example="fmnist bench sklearn --quick && fmnist bench report",
-    )
+    actions = add_group(sub, "bench", *GROUP_TEXTS)
     for add in ACTIONS:
         add(actions)

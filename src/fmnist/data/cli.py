@@ -47,14 +47,16 @@ def load_or_fetch(name: str, data_dir: str | None):
         ) from None
 
 
+# `fmnist data --help`: one-line help, description, example
+GROUP_TEXTS = (
+    "get, verify, describe and export the data",
+    "Get the data files, verify them, summarise, export, draw the sprite.",
+    "fmnist data fetch && fmnist data info",
+)
+
+
 def register(sub) -> None:
-    dsub = add_group(
-        sub,
-        "data",
-        help="get, verify, describe and export the data",
-        description="Get the data files, verify them, summarise, export, draw the sprite.",
-        example="fmnist data fetch && fmnist data info",
-    )
+    dsub = add_group(sub, "data", *GROUP_TEXTS)
     fetch = add_command(
         dsub,
         "fetch",

@@ -27,9 +27,7 @@ def register(sub) -> None:
     add_data_dir_arg(p)
     add_device_arg(p)
     p.add_argument(
-        "--tta",
-        action="store_true",
-        help="also score each image's mirror and average (flip test-time augmentation)",
+        "--tta", action="store_true", help="also score each image's mirror (flip test-time augmentation)"
     )
     p.set_defaults(func=cmd_evaluate)
 

@@ -9,6 +9,9 @@ from fmnist.errors import FmnistError
 TOLERANCE = 1e-3  # largest |logit difference| accepted between the export and torch (float32 noise: ~1e-6)
 
 
+FORCE_HELP = "replace an existing --out file that is not an fmnist export (never a file of the run)"
+
+
 def register(sub) -> None:
     p = add_command(
         sub,
@@ -27,11 +30,7 @@ def register(sub) -> None:
         help="output file (default: model.onnx or model.torchscript.pt in the run folder); never the model "
         "or another file of its run; an existing file only if an earlier export wrote it",
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing --out file that is not an fmnist export (never a file of the run)",
-    )
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.set_defaults(func=cmd_export)
 
 

@@ -451,15 +451,16 @@ def prepare_image(
     source: ImageSource,
     *,
     name: str | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
     sharpen: float = SHARPEN,
     margin: int = MARGIN,
+    **limits: int,
 ) -> np.ndarray:
-    """Any picture (path, bytes, file object, PIL image, array) -> uint8 (28, 28) model input."""
+    """Any picture (path, bytes, file object, PIL image, array) -> uint8 (28, 28) model input.
+
+    ``limits``: :func:`open_image`'s ``max_pixels`` / ``max_decoded_bytes`` (its defaults when not given).
+    """
     name = name or describe(source)
-    img = open_image(source, name=name, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
-    return image_to_input(img, name=name, sharpen=sharpen, margin=margin)
+    return image_to_input(open_image(source, name=name, **limits), name=name, sharpen=sharpen, margin=margin)
 
 
 def encode_png(image: np.ndarray) -> bytes:

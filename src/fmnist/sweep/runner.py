@@ -39,11 +39,8 @@ def run_one(run_dir: str, config: dict, data_dir: str | None) -> dict:
     path = Path(run_dir)
     cfg = TrainConfig(**config)
     check_same_plan(path, cfg)
-    if (path / DONE_FILE).exists():
-        try:
-            return {**read_evaluation(path).to_dict(), "reused": True}
-        except FmnistError:
-            pass  # a damaged or partial evaluation.json: train (resumes, nothing to redo) and evaluate again
+    if (path / DONE_FILE).exists():  # finished; a damaged evaluation.json is one line, never overwritten
+        return {**read_evaluation(path).to_dict(), "reused": True}
     resume = (path / "config.json").exists()
     train(cfg, path, resume=resume, log=None, progress_bar=False)
     figures = evaluate_run(path, data_dir, "cpu" if cfg.device == "auto" else cfg.device).to_dict()

@@ -405,3 +405,12 @@ def sigint_default() -> None:
     """``preexec_fn`` for a child that must see Ctrl-C: a shell's background job (``cmd &``, as CI may
     run the suite) starts with SIGINT ignored, and Python keeps an ignored SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def one_blas_thread():
+    """One BLAS / OpenMP thread: tiny matrices gain nothing from more, and a busy machine makes them wait."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield

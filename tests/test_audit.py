@@ -87,13 +87,7 @@ def planted():
     return split, pairs
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """One BLAS / OpenMP thread: tiny matrices gain nothing from more, and a busy machine makes them wait."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def read_csv(path: Path) -> list[dict]:

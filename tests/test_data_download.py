@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from conftest import corrupted, free_port
 from fmnist.data.checksums import OFFICIAL, verify_file
 from fmnist.data.download import download
 from fmnist.data.registry import FASHION
@@ -17,28 +16,9 @@ NAME = FILES["train-images"]  # about 60 kB of gzip'd noise: several read chunks
 
 
 @pytest.fixture
-def resource(tiny_spec):
-    return tiny_spec.resources["train-images"]
-
-
-@pytest.fixture
-def good_bytes(tiny_idx_dir):
-    return (tiny_idx_dir / NAME).read_bytes()
-
-
-@pytest.fixture
 def closed_url():
     """A base URL on a port nothing listens on: connection refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
-def corrupted(data: bytes) -> bytes:
-    bad = bytearray(data)
-    bad[len(bad) // 2] ^= 0xFF
-    return bytes(bad)
+    return f"http://127.0.0.1:{free_port()}/"
 
 
 def assert_no_final_file(dest):

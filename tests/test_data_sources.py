@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import snapshot
 from fmnist.data import load_dataset, locate
 from fmnist.data.checksums import CONTENT, OFFICIAL, ChecksumMismatch, verify_file
 from fmnist.data.registry import FASHION
@@ -24,10 +25,6 @@ def copy_set(src: Path, dst: Path) -> Path:
     for name in FILES.values():
         shutil.copy(src / name, dst / name)
     return dst
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from conftest import free_port
 
 WORLD = 2
 N_TRAIN = 96  # images: 3 global batches of 32, 16 per rank per step
@@ -176,12 +177,6 @@ def _rank_main(rank: int, port: int, out: str) -> None:
         fit_probe(out_dir / "one-then-two", world=world, epochs=3, resume=True)
     finally:
         teardown(world)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

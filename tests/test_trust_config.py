@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import sigint_default
+from conftest import sigint_default, snapshot
 from fmnist.cli import main
 from fmnist.errors import ConfigError
 from fmnist.train.config import PRESETS, TrainConfig, field_types, make_config, usable_cores
@@ -332,10 +332,6 @@ def my_run(run_dir, tmp_path) -> Path:
     (run / "config.json").write_text('{"note": "the run config"}\n')
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n')
     return run
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def no_temp_files(folder: Path) -> bool:

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch
 
 import fmnist.fsio
 import fmnist.train.loop as loop
+from conftest import free_port
 from fmnist.cli import main
 from fmnist.errors import ConfigError, FmnistError
 from fmnist.models import load_model
@@ -119,12 +119,6 @@ def test_the_hostile_file_really_runs_its_command_when_unpickled(tmp_path):
     marker = tmp_path / "PWNED"
     torch.load(hostile(tmp_path / "evil.pt", marker, nested=True), weights_only=False)
     assert marker.exists()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 COMMANDS = {

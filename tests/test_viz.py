@@ -44,13 +44,7 @@ def save_tiny_model(run: Path) -> Path:
     return save(record, run / MODEL_FILE)
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    """One BLAS / OpenMP thread: tiny matrices gain nothing from more, and a busy machine makes them wait."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -10,7 +10,6 @@ No torch here: the web service reads this with the onnx backend too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -116,11 +115,6 @@ def output_name(name: str, tta: str | None) -> str:
     return f"{stem}-{tta}-tta{dot}{suffix}"
 
 
-def model_digest(path: str | os.PathLike) -> str:
-    """First 16 hex digits of the SHA-256 of a model file (what an export records as ``source_sha256``)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def read_evaluation(run_dir: str | os.PathLike, tta: str | None = None) -> Evaluation | None:
     """The evaluation in ``run_dir`` (plain, or the ``tta`` one); None when there is none.
 
@@ -143,7 +137,7 @@ def read_evaluation(run_dir: str | os.PathLike, tta: str | None = None) -> Evalu
 def recorded_accuracy(model_file: str | os.PathLike, digest: str | None) -> tuple[float | None, str]:
     """The plain test accuracy ``fmnist evaluate`` wrote beside ``model_file``, and where it is from.
 
-    ``digest`` is :func:`model_digest` of the model.pt behind ``model_file`` (an export's
+    ``digest`` is :func:`fmnist.models.record.model_digest` of the model.pt behind ``model_file`` (an export's
     ``source_sha256``). ``(None, "not evaluated ...")`` when there is no evaluation, when it scored
     another model.pt (retrained since), or when it cannot be read: a figure is never guessed.
     """

@@ -16,9 +16,10 @@ from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluate.metrics import confidently_wrong, confusion_matrix, expected_calibration_error, per_class
 from fmnist.evaluate.pictures import confusion_png, gallery_png
-from fmnist.evaluate.record import ConfidentError, Evaluation, model_digest, output_name
+from fmnist.evaluate.record import ConfidentError, Evaluation, output_name
 from fmnist.fsio import read_jsonl, write_json, write_text
 from fmnist.models import load_model
+from fmnist.models.record import model_digest
 from fmnist.models.scoring import accuracy
 
 REPORT_FILE = "report.md"

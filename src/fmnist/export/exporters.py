@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
 import json
 import logging
@@ -35,6 +34,7 @@ from fmnist.fsio import cleanup_on_signals, write_bytes
 from fmnist.models.checkpoint import unwrap
 from fmnist.models.inference import LoadedModel, load_model
 from fmnist.models.inputs import preprocess
+from fmnist.models.record import model_digest
 
 # onnx (the export extra) is imported where an ONNX file is made or read: TorchScript needs only torch.
 TORCHSCRIPT_FORMAT = "fmnist-torchscript/1"
@@ -63,7 +63,7 @@ def description(loaded: LoadedModel) -> dict:
         "data_fingerprint": str(r.get("data_fingerprint", "")),
         "epoch": r.get("epoch"),
         "metrics": dict(r.get("metrics", {})),
-        "source_sha256": hashlib.sha256(Path(loaded.path).read_bytes()).hexdigest()[:16],
+        "source_sha256": model_digest(loaded.path),
     }
 
 

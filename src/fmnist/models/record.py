@@ -7,7 +7,10 @@ passes it can be fed to every command without a ``KeyError`` or a ``TypeError`` 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from fmnist.errors import FmnistError
@@ -102,3 +105,9 @@ def check_record(record: dict, where: str) -> dict:
         raise bad(f"'epoch' must be an integer >= 0, got {record['epoch']!r}")
     check_inputs(record, where)
     return record
+
+
+def model_digest(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the SHA-256 of a model file: an export records it as ``source_sha256`` and
+    an evaluation as ``model_sha256``, so a figure is only ever shown for the model.pt it was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

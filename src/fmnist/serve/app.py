@@ -54,7 +54,8 @@ from starlette.concurrency import run_in_threadpool
 
 from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
-from fmnist.evaluate.record import model_digest, recorded_accuracy
+from fmnist.evaluate.record import recorded_accuracy
+from fmnist.models.record import model_digest
 from fmnist.predict.predict import Model, load, rank
 from fmnist.predict.preprocess_photo import (
     DEFAULT_MAX_DECODED_BYTES,

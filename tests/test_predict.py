@@ -13,16 +13,16 @@ from PIL import Image, features
 
 from conftest import encode, header_png
 from fmnist.cli import main
-from fmnist.predict.predict import predict
-from fmnist.predict.preprocess_photo import (
+from fmnist.predict.image_decode import (
     BlankImage,
     CorruptImage,
+    DecodeLimits,
     ImageError,
     ImageTooLarge,
     NotAnImage,
-    background_level,
-    prepare_image,
 )
+from fmnist.predict.predict import predict
+from fmnist.predict.preprocess_photo import background_level, prepare_image
 
 pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -198,7 +198,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
     with pytest.raises(ImageTooLarge, match="megapixels"):
         prepare_image(header_png(8000, 8000))  # 64 Mpx: under Pillow's cap, over ours
     with pytest.raises(ImageTooLarge):
-        prepare_image(good, max_pixels=1000)
+        prepare_image(good, limits=DecodeLimits(max_pixels=1000))
     with pytest.raises(NotAnImage):
         prepare_image(np.zeros((4, 4, 7), np.uint8))
 

@@ -20,17 +20,17 @@ from PIL import Image
 from conftest import encode, header_png
 from fmnist.cli import main
 from fmnist.errors import ConfigError, FmnistError
-from fmnist.predict.preprocess_photo import (
+from fmnist.predict.image_decode import (
     DEFAULT_MAX_DECODED_BYTES,
     MIB,
+    DecodeLimits,
     ImageTooLarge,
     OutOfMemory,
     decode_cost,
-    fashion_style,
-    prepare_image,
     probe_image,
     to_gray,
 )
+from fmnist.predict.preprocess_photo import fashion_style, prepare_image
 
 pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,14 +73,19 @@ def test_decode_cost_is_read_from_the_header():
         header_png(5000, 5000, colour_type=0, depth=16): 5000 * 5000 * 2,  # I;16
     }
     for data, cost in cases.items():
-        img = probe_image(data, max_decoded_bytes=None)
+        img = probe_image(data, limits=DecodeLimits(max_decoded_bytes=None))
         assert img.tile and decode_cost(img) == cost  # still undecoded
-    webp = probe_image(encode(Image.new("RGB", (300, 200)), "WEBP", lossless=True), max_decoded_bytes=None)
+    webp = probe_image(
+        encode(Image.new("RGB", (300, 200)), "WEBP", lossless=True),
+        limits=DecodeLimits(max_decoded_bytes=None),
+    )
     assert decode_cost(webp) == 4 * 300 * 200 * 4  # libwebp's canvases: measured 4x the image
     photo = Image.new("RGB", (4000, 3000), (230, 230, 230))
-    baseline = probe_image(encode(photo, "JPEG"), max_decoded_bytes=None)
+    baseline = probe_image(encode(photo, "JPEG"), limits=DecodeLimits(max_decoded_bytes=None))
     assert baseline.size == (1000, 750) and decode_cost(baseline) == 1000 * 750 * 4  # drafted to 1/4
-    progressive = probe_image(encode(photo, "JPEG", progressive=True), max_decoded_bytes=None)
+    progressive = probe_image(
+        encode(photo, "JPEG", progressive=True), limits=DecodeLimits(max_decoded_bytes=None)
+    )
     # every DCT coefficient of the full image, 2 bytes each, in 8x8 blocks: Y 500 x 375 blocks,
     # Cb and Cr at 4:2:0 250 x 188 blocks each
     assert decode_cost(progressive) == 1000 * 750 * 4 + 2 * 64 * (500 * 375 + 2 * 250 * 188)
@@ -138,12 +143,13 @@ def small_caps_client(run_dir, fashion_dir):
 
 @pytest.mark.parametrize("where", ["to_gray", "fashion_style", "shrink_early"])
 def test_memory_error_is_503_never_415(small_caps_client, monkeypatch, where):
+    import fmnist.predict.image_decode as decode
     import fmnist.predict.preprocess_photo as pp
 
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(pp, where, no_memory)
+    monkeypatch.setattr(decode if where == "shrink_early" else pp, where, no_memory)
     picture = encode(garment_rgba(1100).convert("L") if where == "shrink_early" else garment_rgba(200))
     with pytest.raises(OutOfMemory, match="out of memory"):
         prepare_image(picture, name="p.png")

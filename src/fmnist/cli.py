@@ -37,6 +37,25 @@ COMMAND_MODULES = (
     "fmnist.sweep.cli",
 )
 
+# The commands with actions of their own: (one-line help, description, example) for ``fmnist NAME --help``.
+GROUP_TEXTS = {
+    "data": (
+        "get, verify, describe and export the data",
+        "Get the data files, verify them, summarise, export, draw the sprite.",
+        "fmnist data fetch && fmnist data info",
+    ),
+    "viz": (
+        "maps of the data set: PCA, t-SNE, UMAP of pixels or CNN features",
+        "Pictures of the data. (The README's sprite is `fmnist data sprite`.)",
+        "fmnist viz embed --method umap --out maps/",
+    ),
+    "bench": (
+        "benchmarks: scikit-learn baselines, the CNN, one results table and dashboard",
+        "Run the benchmarks and show their results; every action shares one results file.",
+        "fmnist bench sklearn --quick && fmnist bench report",
+    ),
+}
+
 EXTRAS = {
     "fastapi": "serve",
     "uvicorn": "serve",
@@ -187,9 +206,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **values):
     return cls(**(flags | values))
 
 
-def add_group(sub, name: str, help: str, description: str, example: str):
-    """A command with actions of its own (``fmnist data fetch``): returns the actions' subparsers."""
-    group = add_command(sub, name, help, description, example)
+def add_group(sub, name: str):
+    """A command with actions of its own (``fmnist data fetch``), its texts from GROUP_TEXTS: returns the actions' subparsers."""
+    group = add_command(sub, name, *GROUP_TEXTS[name])
     return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 

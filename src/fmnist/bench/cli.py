@@ -115,15 +115,7 @@ def cmd_cnn(args) -> int:
 ACTIONS = (*baselines_cli.ACTIONS, _add_cnn)
 
 
-# `fmnist bench --help`: one-line help, description, example
-GROUP_TEXTS = (
-    "benchmarks: scikit-learn baselines, the CNN, one results table and dashboard",
-    "Run the benchmarks and show their results; every action shares one results file.",
-    "fmnist bench sklearn --quick && fmnist bench report",
-)
-
-
 def register(sub) -> None:
-    actions = add_group(sub, "bench", *GROUP_TEXTS)
+    actions = add_group(sub, "bench")
     for add in ACTIONS:
         add(actions)

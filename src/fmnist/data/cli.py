@@ -47,16 +47,8 @@ def load_or_fetch(name: str, data_dir: str | None):
         ) from None
 
 
-# `fmnist data --help`: one-line help, description, example
-GROUP_TEXTS = (
-    "get, verify, describe and export the data",
-    "Get the data files, verify them, summarise, export, draw the sprite.",
-    "fmnist data fetch && fmnist data info",
-)
-
-
 def register(sub) -> None:
-    dsub = add_group(sub, "data", *GROUP_TEXTS)
+    dsub = add_group(sub, "data")
     fetch = add_command(
         dsub,
         "fetch",

@@ -50,7 +50,7 @@ def register(sub) -> None:
     p.add_argument(
         "--max-decoded-mb",
         type=float,
-        default=128.0,  # preprocess_photo.DEFAULT_MAX_DECODED_BYTES (not imported here: --help stays light)
+        default=128.0,  # image_decode.DEFAULT_MAX_DECODED_BYTES (not imported here: --help stays light)
         help="skip a picture that would take more than this to decode, MiB (judged from its header)",
     )
     p.set_defaults(func=cmd_predict)
@@ -93,8 +93,9 @@ def format_line(result: dict) -> str:
 
 
 def cmd_predict(args) -> int:
+    from fmnist.predict.image_decode import MIB, DecodeLimits
     from fmnist.predict.predict import load, predict
-    from fmnist.predict.preprocess_photo import MIB, encode_png
+    from fmnist.predict.preprocess_photo import encode_png
 
     if args.batch_size < 1:
         raise FmnistError(f"--batch-size must be positive, got {args.batch_size}")
@@ -115,7 +116,7 @@ def cmd_predict(args) -> int:
         on_error="report",
         names=[str(p) for p in paths],
         batch_size=args.batch_size,
-        max_decoded_bytes=int(args.max_decoded_mb * MIB),
+        limits=DecodeLimits(max_decoded_bytes=int(args.max_decoded_mb * MIB)),
     )
     errors += [r for r in results if "error" in r]
     if args.save_processed:

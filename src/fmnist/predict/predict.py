@@ -16,15 +16,8 @@ import numpy as np
 
 from fmnist.errors import FmnistError
 from fmnist.export.onnx_runtime import OnnxModel
-from fmnist.predict.preprocess_photo import (
-    DEFAULT_MAX_DECODED_BYTES,
-    DEFAULT_MAX_PIXELS,
-    SHARPEN,
-    ImageError,
-    ImageSource,
-    describe,
-    prepare_image,
-)
+from fmnist.predict.image_decode import DEFAULT_LIMITS, DecodeLimits, ImageError, ImageSource, describe
+from fmnist.predict.preprocess_photo import SHARPEN, prepare_image
 from fmnist.train.device import check_device_name, resolve_device
 
 
@@ -91,8 +84,7 @@ def predict(
     on_error: str = "raise",
     names: Sequence[str] | None = None,
     sharpen: float = SHARPEN,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_decoded_bytes: int | None = DEFAULT_MAX_DECODED_BYTES,
+    limits: DecodeLimits = DEFAULT_LIMITS,
     batch_size: int = 1024,
 ) -> list[dict]:
     """Classify each input (path, PIL image, array, bytes, file object), prepared as in the data set.
@@ -101,8 +93,8 @@ def predict(
     (the top class), ``top`` (the ``top_k`` best, see :func:`rank`) and ``processed`` (the
     uint8 28x28 the model saw). With ``on_error="report"`` a bad input gives
     ``{"input", "error"}`` instead of raising, and the good ones are still classified.
-    Each picture's size is checked from its header before it is decoded (``max_pixels``,
-    ``max_decoded_bytes``: see :func:`fmnist.predict.preprocess_photo.probe_image`).
+    Each picture's size is checked from its header before it is decoded (``limits``: see
+    :func:`fmnist.predict.image_decode.probe_image`).
     """
     if on_error not in ("raise", "report"):
         raise FmnistError(f"on_error must be 'raise' or 'report', not {on_error!r}")
@@ -122,8 +114,7 @@ def predict(
                     item,
                     name=name,
                     sharpen=sharpen,
-                    max_pixels=max_pixels,
-                    max_decoded_bytes=max_decoded_bytes,
+                    limits=limits,
                 )
             )
         except ImageError as exc:

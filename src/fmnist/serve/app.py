@@ -56,23 +56,23 @@ from fmnist.data.loader import load_dataset
 from fmnist.errors import FmnistError
 from fmnist.evaluate.record import recorded_accuracy
 from fmnist.models.record import model_digest
-from fmnist.predict.predict import Model, load, rank
-from fmnist.predict.preprocess_photo import (
+from fmnist.predict.image_decode import (
     DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_PIXELS,
     MIB,
     BlankImage,
     CorruptImage,
+    DecodeLimits,
     ImageError,
     ImageTooLarge,
     NotAnImage,
     OutOfMemory,
     decode_cost,
     decode_image,
-    encode_png,
-    image_to_input,
     probe_image,
 )
+from fmnist.predict.predict import Model, load, rank
+from fmnist.predict.preprocess_photo import encode_png, image_to_input
 from fmnist.serve.limits import Admission, BodyLimit, HeadAsGet
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -264,7 +264,7 @@ class Classifier:
         for name, data in payloads:
             try:
                 probed.append(
-                    probe_image(data, name=name, max_pixels=self.limits["max_pixels"], max_decoded_bytes=cap)
+                    probe_image(data, name=name, limits=DecodeLimits(self.limits["max_pixels"], cap))
                 )
             except ImageError as exc:
                 raise HTTPException(STATUS.get(type(exc), 422), str(exc)) from None

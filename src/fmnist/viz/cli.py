@@ -12,16 +12,8 @@ from fmnist.errors import ConfigError
 # The maps (scikit-learn, matplotlib, torch) are imported inside the command: `fmnist --help` stays light.
 
 
-# `fmnist viz --help`: one-line help, description, example
-GROUP_TEXTS = (
-    "maps of the data set: PCA, t-SNE, UMAP of pixels or CNN features",
-    "Pictures of the data. (The README's sprite is `fmnist data sprite`.)",
-    "fmnist viz embed --method umap --out maps/",
-)
-
-
 def register(sub) -> None:
-    vsub = add_group(sub, "viz", *GROUP_TEXTS)
+    vsub = add_group(sub, "viz")
     embed = add_command(
         vsub,
         "embed",

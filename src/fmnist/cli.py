@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import math
 import os
 import signal
 import sys
+import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from fmnist import __version__
@@ -55,6 +57,7 @@ GROUP_TEXTS = {
         "fmnist bench sklearn --quick && fmnist bench report",
     ),
 }
+HELP_WIDTH = 88  # descriptions in --help are wrapped to this width
 
 EXTRAS = {
     "fastapi": "serve",
@@ -190,12 +193,34 @@ def number(kind: type = float, lo: float | None = None, hi: float | None = None,
 SEED = number(int, 0, 2**32 - 1)  # seeds: numpy and torch take [0, 2^32)
 
 
-def add_command(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
-    """Add one subcommand with its one-line help, a description and an example in ``--help``."""
+def add_command(sub, name: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` that calls ``run(args)``; its ``--help`` is ``run``'s docstring.
+
+    The docstring's first line is the one-line help, the paragraphs after it the description,
+    and a last paragraph ``Example: ...`` the example: one place for what a command does.
+    """
+    help, description, example = command_texts(run)
+    parser = _add_parser(sub, name, help, description, example)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def command_texts(run: Callable) -> tuple[str, str, str]:
+    """(help, description, example) from a command function's docstring (see :func:`add_command`)."""
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(run.__doc__ or "").split("\n\n")]
+    if len(paragraphs) < 2 or not paragraphs[-1].startswith("Example: "):
+        raise TypeError(
+            f"{run.__name__}: its docstring needs a help line and a last 'Example: ...' paragraph"
+        )
+    return paragraphs[0], "\n\n".join(paragraphs[1:-1]), paragraphs[-1].removeprefix("Example: ")
+
+
+def _add_parser(sub, name: str, help: str, description: str, example: str) -> argparse.ArgumentParser:
+    wrapped = "\n\n".join(textwrap.fill(p, HELP_WIDTH) for p in description.split("\n\n") if p)
     return sub.add_parser(
         name,
         help=help,
-        description=f"{description}\n\nExample:\n  {example}",
+        description=f"{wrapped}\n\nExample:\n  {example}",
         formatter_class=HelpFormatter,
     )
 
@@ -208,7 +233,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **values):
 
 def add_group(sub, name: str):
     """A command with actions of its own (``fmnist data fetch``), its texts from GROUP_TEXTS: returns the actions' subparsers."""
-    group = add_command(sub, name, *GROUP_TEXTS[name])
+    group = _add_parser(sub, name, *GROUP_TEXTS[name])
     return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 

@@ -16,14 +16,7 @@ from fmnist.train.device import default_preset, preset_size_note, resolve_device
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "run",
-        help="the main job: verify the data, train the default CNN, evaluate it",
-        description="Verify and summarise the data, train the default recipe for this machine (gpu-fast "
-        "with CUDA, cpu-fast on CPUs with native bf16, cpu-fast-avx2 on AVX2-only CPUs), evaluate on the test set, print the run folder and the test accuracy.",
-        example="fmnist run --out runs/main",
-    )
+    p = add_command(sub, "run", cmd_run)
     p.add_argument("--dataset", default="fashion")
     add_data_dir_arg(p)
     p.add_argument(
@@ -37,10 +30,17 @@ def register(sub) -> None:
         "--train-limit", type=int, default=None, help="train on the first N images only (smoke runs)"
     )
     add_device_arg(p)
-    p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
+    """the main job: verify the data, train the default CNN, evaluate it
+
+    Verify and summarise the data, train the default recipe for this machine (gpu-fast with CUDA,
+    cpu-fast on CPUs with native bf16, cpu-fast-avx2 on AVX2-only CPUs), evaluate on the test set, print
+    the run folder and the test accuracy.
+
+    Example: fmnist run --out runs/main
+    """
     import torch
 
     from fmnist.evaluate.report import evaluate_run

@@ -16,19 +16,7 @@ from fmnist.errors import ConfigError
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "audit",
-        help="find duplicate images, class imbalance and likely label errors",
-        description="Audit the data set. Exact duplicates (identical bytes) and near duplicates (RMS pixel "
-        "difference at most --threshold grey levels, exact search) within train, within test and between "
-        "them; class balance and per-class pixel statistics; likely label errors, ranked by the "
-        "out-of-sample probability of the given label. By default those probabilities come from K-fold "
-        "cross-validation over both splits with a small CNN (no image is scored by a model trained on it; "
-        "about 7 minutes on 2 busy CPU cores with --threads 1 for the full data set); with --run, that run's model scores the "
-        "test split only, which training never reads. Writes audit.md, audit.json, CSVs and PNGs to --out.",
-        example="fmnist audit --out audit/   # or, quick: fmnist audit --limit 2000 --folds 3 --out /tmp/audit",
-    )
+    p = add_command(sub, "audit", cmd_audit)
     add_source_args(p)
     p.add_argument("--out", type=Path, default=Path("audit"), help="output folder")
     p.add_argument(
@@ -58,10 +46,21 @@ def register(sub) -> None:
         help="CPU threads for the search and the fold models "
         "(default: all cores; 1 is faster on a busy machine)",
     )
-    p.set_defaults(func=cmd_audit)
 
 
 def cmd_audit(args) -> int:
+    """find duplicate images, class imbalance and likely label errors
+
+    Audit the data set. Exact duplicates (identical bytes) and near duplicates (RMS pixel difference at
+    most --threshold grey levels, exact search) within train, within test and between them; class
+    balance and per-class pixel statistics; likely label errors, ranked by the out-of-sample probability
+    of the given label. By default those probabilities come from K-fold cross-validation over both
+    splits with a small CNN (no image is scored by a model trained on it; about 7 minutes on 2 busy CPU
+    cores with --threads 1 for the full data set); with --run, that run's model scores the test split
+    only, which training never reads. Writes audit.md, audit.json, CSVs and PNGs to --out.
+
+    Example: fmnist audit --out audit/   # or, quick: fmnist audit --limit 2000 --folds 3 --out /tmp/audit
+    """
     from fmnist.audit.labels import audit_config
     from fmnist.audit.report import audit
     from fmnist.models.inference import resolve_model_path

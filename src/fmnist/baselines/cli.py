@@ -34,32 +34,21 @@ DEFAULT_REPORT = "benchmarks/results/dashboard.html"
 def add_results_arg(parser: argparse.ArgumentParser, many: bool = False) -> None:
     """``--results``: the JSONL file every benchmark action reads or appends to."""
     if many:
-        parser.add_argument(
-            "--results",
-            nargs="+",
-            default=[DEFAULT_RESULTS],
-            metavar="JSONL",
-            help="results files to show (rows with the same key: the last wins)",
-        )
+        how = {
+            "nargs": "+",
+            "default": [DEFAULT_RESULTS],
+            "help": "results files to show (rows with the same key: the last wins)",
+        }
     else:
-        parser.add_argument(
-            "--results",
-            default=DEFAULT_RESULTS,
-            metavar="JSONL",
-            help="results file: appended one row per finished job, read to resume",
-        )
+        how = {
+            "default": DEFAULT_RESULTS,
+            "help": "results file: appended one row per finished job, read to resume",
+        }
+    parser.add_argument("--results", metavar="JSONL", **how)
 
 
 def _add_sklearn(actions) -> None:
-    p = add_command(
-        actions,
-        "sklearn",
-        help="the README's 143 scikit-learn baselines, under time and memory limits, resumable",
-        description="Train and score every configuration of the README's baselines.json (or --grid) on "
-        "today's scikit-learn. Each job runs in its own process under a time and memory limit; each "
-        "finished job is one line in --results, and a restarted run skips what is there.",
-        example="nice -n 19 fmnist bench sklearn --quick --jobs 2",
-    )
+    p = add_command(actions, "sklearn", cmd_sklearn)
     add_source_args(p)
     p.add_argument(
         "--data-npz",
@@ -133,10 +122,17 @@ def _add_sklearn(actions) -> None:
         help="run again the jobs recorded with this status (timeout, memory, error, skipped)",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would run, and how each is built")
-    p.set_defaults(func=cmd_sklearn)
 
 
 def cmd_sklearn(args) -> int:
+    """the README's 143 scikit-learn baselines, under time and memory limits, resumable
+
+    Train and score every configuration of the README's baselines.json (or --grid) on today's
+    scikit-learn. Each job runs in its own process under a time and memory limit; each finished job is
+    one line in --results, and a restarted run skips what is there.
+
+    Example: nice -n 19 fmnist bench sklearn --quick --jobs 2
+    """
     quick = args.quick is not None
     cfg = config_from_args(
         SklearnBenchConfig,
@@ -179,22 +175,21 @@ def _dry_run(cfg: SklearnBenchConfig) -> int:
 
 
 def _add_report(actions) -> None:
-    p = add_command(
-        actions,
-        "report",
-        help="write the offline HTML dashboard and print the best per family",
-        description="Write one self-contained HTML file (no network needed): a sortable table filterable "
-        "by name and parameter, accuracy against training time, the best configuration per family, "
-        "Fashion-MNIST and MNIST side by side where both were run.",
-        example="fmnist bench report --results benchmarks/results/sklearn.jsonl --out dashboard.html",
-    )
+    p = add_command(actions, "report", cmd_report)
     add_results_arg(p, many=True)
     p.add_argument("--out", default=DEFAULT_REPORT, metavar="HTML", help="the HTML file to write")
     p.add_argument("--title", default="Fashion-MNIST benchmark", help="page title")
-    p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
+    """write the offline HTML dashboard and print the best per family
+
+    Write one self-contained HTML file (no network needed): a sortable table filterable by name and
+    parameter, accuracy against training time, the best configuration per family, Fashion-MNIST and
+    MNIST side by side where both were run.
+
+    Example: fmnist bench report --results benchmarks/results/sklearn.jsonl --out dashboard.html
+    """
     from fmnist.baselines.report import best_per_family_markdown, load_rows, write_report
 
     rows = load_rows(args.results)
@@ -205,21 +200,20 @@ def cmd_report(args) -> int:
 
 
 def _add_add(actions) -> None:
-    p = add_command(
-        actions,
-        "add",
-        help="add results from another benchmark (a CNN's) to a results file",
-        description="Append rows from FILE (a JSON object, a list of them, or JSON lines), each with at "
-        "least name, dataset and mean_accuracy (a fraction) or scores, so one table ranks everything.",
-        example='fmnist bench add cnn.json   # cnn.json: {"name": "CNN", "dataset": "fashion", "mean_accuracy": 0.93}',
-    )
+    p = add_command(actions, "add", cmd_add)
     p.add_argument("file", metavar="FILE", help="rows to add")
     add_results_arg(p)
     p.add_argument("--source", default="cnn", help="what produced the rows; also the default family")
-    p.set_defaults(func=cmd_add)
 
 
 def cmd_add(args) -> int:
+    """add results from another benchmark (a CNN's) to a results file
+
+    Append rows from FILE (a JSON object, a list of them, or JSON lines), each with at least name,
+    dataset and mean_accuracy (a fraction) or scores, so one table ranks everything.
+
+    Example: fmnist bench add cnn.json   # cnn.json: {"name": "CNN", "dataset": "fashion", "mean_accuracy": 0.93}
+    """
     rows = load_rows_file(args.file)
     for row in rows:
         external_row(row, args.source)  # check every row before adding any

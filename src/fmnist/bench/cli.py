@@ -30,16 +30,7 @@ def _csv(kind):
 
 
 def _add_cnn(actions) -> None:
-    p = add_command(
-        actions,
-        "cnn",
-        help="CNN time to accuracy, accuracy over seeds, throughput, vs a plain PyTorch reference",
-        description="Train each recipe (a `fmnist train --preset`) per seed through the real trainer; after "
-        "every epoch, untimed, score the test set to find when 91/93/94/95/96% are first reached. The "
-        "plain-PyTorch reference (Dataset + DataLoader, per-sample CPU transforms, fp32) runs in the same "
-        "process for the ratio. Writes OUT/cnn.json and OUT/cnn.md.",
-        example="fmnist bench cnn --recipes cpu-fast --seeds 0,1,2 --references tutorial --out benchmarks/results/cnn-cpu",
-    )
+    p = add_command(actions, "cnn", cmd_cnn)
     p.add_argument("--recipes", type=_csv(str), default=("cpu-fast",), help="presets, comma-separated")
     p.add_argument("--seeds", type=_csv(int), default=(0, 1, 2), help="seeds, comma-separated")
     p.add_argument(
@@ -72,10 +63,18 @@ def _add_cnn(actions) -> None:
         metavar="JSONL",
         help="also append one row per recipe to this results file (e.g. the scikit-learn one)",
     )
-    p.set_defaults(func=cmd_cnn)
 
 
 def cmd_cnn(args) -> int:
+    """CNN time to accuracy, accuracy over seeds, throughput, vs a plain PyTorch reference
+
+    Train each recipe (a `fmnist train --preset`) per seed through the real trainer; after every epoch,
+    untimed, score the test set to find when 91/93/94/95/96% are first reached. The plain-PyTorch
+    reference (Dataset + DataLoader, per-sample CPU transforms, fp32) runs in the same process for the
+    ratio. Writes OUT/cnn.json and OUT/cnn.md.
+
+    Example: fmnist bench cnn --recipes cpu-fast --seeds 0,1,2 --references tutorial --out benchmarks/results/cnn-cpu
+    """
     from fmnist.bench.cnn import CnnBenchConfig, run_bench
 
     unknown = [r for r in args.recipes if r not in PRESETS]

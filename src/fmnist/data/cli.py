@@ -49,13 +49,7 @@ def load_or_fetch(name: str, data_dir: str | None):
 
 def register(sub) -> None:
     dsub = add_group(sub, "data")
-    fetch = add_command(
-        dsub,
-        "fetch",
-        "find or download the four files and verify them",
-        "Find verified files locally (--data-dir, cache, system copy) or download them.",
-        "fmnist data fetch --mirror http://127.0.0.1:8000/",
-    )
+    fetch = add_command(dsub, "fetch", cmd_fetch)
     add_source_args(fetch)
     fetch.add_argument(
         "--mirror",
@@ -71,37 +65,15 @@ def register(sub) -> None:
         help="seconds to wait for a connection or data; a transfer slower than 16 KiB per this many "
         "seconds is abandoned as stalled",
     )
-    fetch.set_defaults(func=cmd_fetch)
 
-    verify = add_command(
-        dsub,
-        "verify",
-        "check every file's checksum and header",
-        "Verify the files against the published MD5s and the decompressed-content MD5s.",
-        "fmnist data verify --data-dir /usr/share/datasets/fashion-mnist",
-    )
+    verify = add_command(dsub, "verify", cmd_verify)
     add_source_args(verify)
-    verify.set_defaults(func=cmd_verify)
 
-    info = add_command(
-        dsub,
-        "info",
-        "counts per split and class, checksums, where the files came from",
-        "Summarise the data set.",
-        "fmnist data info --json",
-    )
+    info = add_command(dsub, "info", cmd_info)
     add_source_args(info)
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
-    info.set_defaults(func=cmd_info)
 
-    exp = add_command(
-        dsub,
-        "export",
-        "write the data as NPZ, CSV or PNG folders",
-        "Export the data. CSV uses the common label,pixel1..pixel784 layout; PNG writes one folder per split "
-        "and class.",
-        "fmnist data export --format csv --out exported/",
-    )
+    exp = add_command(dsub, "export", cmd_export)
     add_source_args(exp)
     exp.add_argument("--format", choices=("npz", "csv", "png"), default="npz")
     exp.add_argument("--out", type=Path, default=Path("exported"), help="output folder")
@@ -112,28 +84,26 @@ def register(sub) -> None:
         action="store_true",
         help="write into an output that is not an earlier export's (files the export did not write are kept)",
     )
-    exp.set_defaults(func=cmd_export)
 
-    sprite = add_command(
-        dsub,
-        "sprite",
-        "draw the README's sprite (each class takes three rows)",
-        "Draw a grid of random samples, three rows per class.",
-        "fmnist data sprite --out sprite.png",
-    )
+    sprite = add_command(dsub, "sprite", cmd_sprite)
     add_source_args(sprite)
     sprite.add_argument("--out", type=Path, default=Path("sprite.png"))
     sprite.add_argument("--columns", type=int, default=30)
     sprite.add_argument("--split", choices=("train", "t10k"), default="train")
     sprite.add_argument("--seed", type=int, default=0)
     sprite.add_argument("--invert", action="store_true", help="dark articles on white")
-    sprite.set_defaults(func=cmd_sprite)
 
 
 MAX_SPRITE_COLUMNS = 500  # 14,000 pixels wide; more is a typo, not a picture
 
 
 def cmd_fetch(args) -> int:
+    """find or download the four files and verify them
+
+    Find verified files locally (--data-dir, cache, system copy) or download them.
+
+    Example: fmnist data fetch --mirror http://127.0.0.1:8000/
+    """
     try:
         check_settings(args.retries, args.timeout)
         if args.mirror is not None:
@@ -148,6 +118,12 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    """check every file's checksum and header
+
+    Verify the files against the published MD5s and the decompressed-content MD5s.
+
+    Example: fmnist data verify --data-dir /usr/share/datasets/fashion-mnist
+    """
     files = locate(args.dataset, args.data_dir, download_missing=False)
     for key, path in files.paths.items():
         print(f"ok  {path}  ({files.verified[key]})")
@@ -156,12 +132,25 @@ def cmd_verify(args) -> int:
 
 
 def cmd_info(args) -> int:
+    """counts per split and class, checksums, where the files came from
+
+    Summarise the data set.
+
+    Example: fmnist data info --json
+    """
     info = summary(load_dataset(args.dataset, args.data_dir, quiet=False))
     print(json.dumps(info, indent=2) if args.json else format_summary(info))
     return 0
 
 
 def cmd_export(args) -> int:
+    """write the data as NPZ, CSV or PNG folders
+
+    Export the data. CSV uses the common label,pixel1..pixel784 layout; PNG writes one folder per split
+    and class.
+
+    Example: fmnist data export --format csv --out exported/
+    """
     from fmnist.data.export import export
 
     if args.limit is not None and args.limit < 1:
@@ -174,6 +163,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_sprite(args) -> int:
+    """draw the README's sprite (each class takes three rows)
+
+    Draw a grid of random samples, three rows per class.
+
+    Example: fmnist data sprite --out sprite.png
+    """
     from fmnist.viz.sprite import check_image_out, make_sprite, save_sprite
 
     if not 1 <= args.columns <= MAX_SPRITE_COLUMNS:

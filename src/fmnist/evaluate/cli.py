@@ -12,16 +12,7 @@ from fmnist.train.device import resolve_device
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "evaluate",
-        help="score a run's best model on the test set and write report.md",
-        description="Evaluate RUN_DIR/model.pt on the test set: accuracy, per-class precision/recall/F1, "
-        "confusion matrix (table and PNG), the most confidently wrong images (PNG), calibration error. "
-        "Writes evaluation.json (whose accuracy predict and serve report), report.md, confusion.png and "
-        "errors.png beside the model; with --tta the same names end in -flip-tta. model.pt is not changed.",
-        example="fmnist evaluate runs/first --json",
-    )
+    p = add_command(sub, "evaluate", cmd_evaluate)
     p.add_argument("run_dir", help="a run folder written by `fmnist train`")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     add_data_dir_arg(p)
@@ -29,10 +20,18 @@ def register(sub) -> None:
     p.add_argument(
         "--tta", action="store_true", help="also score each image's mirror (flip test-time augmentation)"
     )
-    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args) -> int:
+    """score a run's best model on the test set and write report.md
+
+    Evaluate RUN_DIR/model.pt on the test set: accuracy, per-class precision/recall/F1, confusion matrix
+    (table and PNG), the most confidently wrong images (PNG), calibration error. Writes evaluation.json
+    (whose accuracy predict and serve report), report.md, confusion.png and errors.png beside the model;
+    with --tta the same names end in -flip-tta. model.pt is not changed.
+
+    Example: fmnist evaluate runs/first --json
+    """
     from fmnist.evaluate.report import evaluate_run
 
     evaluation = evaluate_run(args.run_dir, args.data_dir, resolve_device(args.device), flip_tta=args.tta)

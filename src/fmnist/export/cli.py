@@ -13,15 +13,7 @@ FORCE_HELP = "replace an existing --out file that is not an fmnist export (never
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "export",
-        help="export a trained model as ONNX (or TorchScript) for serving without torch",
-        description="Write the run's model.pt as ONNX (dynamic batch axis; class names, mean/std, data\n"
-        "fingerprint and metrics as metadata) or TorchScript, then compare its logits with torch's\n"
-        "on seeded random images. ONNX runs under onnxruntime alone: `fmnist serve --backend onnx`.",
-        example="fmnist export runs/latest --format onnx",
-    )
+    p = add_command(sub, "export", cmd_export)
     p.add_argument("run", metavar="RUN_DIR", help="run folder (or a model.pt file)")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="export format")
     p.add_argument(
@@ -31,10 +23,17 @@ def register(sub) -> None:
         "or another file of its run; an existing file only if an earlier export wrote it",
     )
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
+    """export a trained model as ONNX (or TorchScript) for serving without torch
+
+    Write the run's model.pt as ONNX (dynamic batch axis; class names, mean/std, data fingerprint and
+    metrics as metadata) or TorchScript, then compare its logits with torch's on seeded random images.
+    ONNX runs under onnxruntime alone: `fmnist serve --backend onnx`.
+
+    Example: fmnist export runs/latest --format onnx
+    """
     from fmnist.export.exporters import check_export, export
     from fmnist.models.inference import load_model
 

@@ -25,16 +25,7 @@ from fmnist.fsio import write_bytes
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "predict",
-        help="classify photos or Fashion-MNIST-style pictures with a trained model",
-        description="Turn each picture into a Fashion-MNIST-style 28x28 input (grayscale, inverted when the\n"
-        "background is light, trimmed, fitted, centred) and print the top classes.\n"
-        "Pictures: PNG, JPEG, WebP, GIF (first frame), BMP, TIFF, any size. A folder means every\n"
-        "picture under it. The model: a run folder, its model.pt, or an ONNX export (*.onnx).",
-        example="fmnist predict runs/latest shoe.jpg photos/ --top-k 3",
-    )
+    p = add_command(sub, "predict", cmd_predict)
     p.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="run folder, model.pt, or model.onnx")
     p.add_argument("inputs", metavar="IMAGE|FOLDER", nargs="+", help="picture files or folders of pictures")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to print per picture")
@@ -53,7 +44,6 @@ def register(sub) -> None:
         default=128.0,  # image_decode.DEFAULT_MAX_DECODED_BYTES (not imported here: --help stays light)
         help="skip a picture that would take more than this to decode, MiB (judged from its header)",
     )
-    p.set_defaults(func=cmd_predict)
 
 
 def expand_inputs(args: list[str]) -> tuple[list[Path], list[dict]]:
@@ -93,6 +83,15 @@ def format_line(result: dict) -> str:
 
 
 def cmd_predict(args) -> int:
+    """classify photos or Fashion-MNIST-style pictures with a trained model
+
+    Turn each picture into a Fashion-MNIST-style 28x28 input (grayscale, inverted when the background is
+    light, trimmed, fitted, centred) and print the top classes. Pictures: PNG, JPEG, WebP, GIF (first
+    frame), BMP, TIFF, any size. A folder means every picture under it. The model: a run folder, its
+    model.pt, or an ONNX export (*.onnx).
+
+    Example: fmnist predict runs/latest shoe.jpg photos/ --top-k 3
+    """
     from fmnist.predict.image_decode import MIB, DecodeLimits
     from fmnist.predict.predict import load, predict
     from fmnist.predict.preprocess_photo import encode_png

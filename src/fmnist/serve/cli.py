@@ -15,20 +15,7 @@ from fmnist.train.device import check_device_name, resolve_device
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "serve",
-        help="serve the model over HTTP with a web page (FastAPI + uvicorn)",
-        description="Load the model once and answer POST /predict (multipart pictures), GET /health,\n"
-        "GET /samples and the page at /. Listens on 127.0.0.1 unless told otherwise.\n"
-        "With --backend onnx the run folder's model.onnx (from `fmnist export`) runs under\n"
-        "onnxruntime and torch is never imported.\n"
-        "Memory is bounded: each picture's decoded size is checked from its header (--max-decoded-mb,\n"
-        "--max-request-decoded-mb), --decode-workers pictures are decoded at once and --max-active\n"
-        "requests are let in at once; the peak is about the idle server + workers x decoded cap\n"
-        "(benchmarks/bench_serve_memory.py measures it).",
-        example="fmnist serve runs/latest --port 8000   # then open http://127.0.0.1:8000/",
-    )
+    p = add_command(sub, "serve", cmd_serve)
     p.add_argument("run", metavar="RUN_DIR", help="run folder, model.pt, or (with --backend onnx) model.onnx")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port")
@@ -57,7 +44,6 @@ def register(sub) -> None:
         "--max-active", type=int, default=8, help="requests let in at once; the others wait (memory bound)"
     )
     p.add_argument("--log-level", default="info", help=f"uvicorn log level: {', '.join(LOG_LEVELS)}")
-    p.set_defaults(func=cmd_serve)
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
@@ -114,6 +100,18 @@ def check_port(host: str, port: int) -> None:
 
 
 def cmd_serve(args) -> int:
+    """serve the model over HTTP with a web page (FastAPI + uvicorn)
+
+    Load the model once and answer POST /predict (multipart pictures), GET /health, GET /samples and the
+    page at /. Listens on 127.0.0.1 unless told otherwise. With --backend onnx the run folder's
+    model.onnx (from `fmnist export`) runs under onnxruntime and torch is never imported. Memory is
+    bounded: each picture's decoded size is checked from its header (--max-decoded-mb,
+    --max-request-decoded-mb), --decode-workers pictures are decoded at once and --max-active requests
+    are let in at once; the peak is about the idle server + workers x decoded cap
+    (benchmarks/bench_serve_memory.py measures it).
+
+    Example: fmnist serve runs/latest --port 8000   # then open http://127.0.0.1:8000/
+    """
     import uvicorn
 
     from fmnist.serve.app import create_app

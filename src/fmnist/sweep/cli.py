@@ -12,15 +12,7 @@ from fmnist.sweep.plan import load_plan
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "sweep",
-        help="run seeds / a small grid of trainings on Dask, resumably, into one table",
-        description="Expand a TOML plan ([base] config keys, [grid] lists) into runs, train and evaluate "
-        "each on a Dask LocalCluster or an existing scheduler. Finished runs are not redone; killed ones "
-        "resume. Writes sweep.md / sweep.jsonl in --out.",
-        example="fmnist sweep sweep.toml --out runs/sweep --workers 2 --ensemble 3",
-    )
+    p = add_command(sub, "sweep", cmd_sweep)
     p.add_argument("plan", type=Path, help="TOML file with [base] and [grid] tables")
     p.add_argument("--out", type=Path, required=True, help="sweep folder (one sub-folder per run)")
     p.add_argument("--scheduler", default="local", help="'local' for a LocalCluster, or tcp://HOST:PORT")
@@ -31,10 +23,17 @@ def register(sub) -> None:
     )
     add_data_dir_arg(p, use="every run reads it")
     p.add_argument("--dry-run", action="store_true", help="list the runs and stop")
-    p.set_defaults(func=cmd_sweep)
 
 
 def cmd_sweep(args) -> int:
+    """run seeds / a small grid of trainings on Dask, resumably, into one table
+
+    Expand a TOML plan ([base] config keys, [grid] lists) into runs, train and evaluate each on a Dask
+    LocalCluster or an existing scheduler. Finished runs are not redone; killed ones resume. Writes
+    sweep.md / sweep.jsonl in --out.
+
+    Example: fmnist sweep sweep.toml --out runs/sweep --workers 2 --ensemble 3
+    """
     if args.workers < 1 or args.threads < 1 or args.ensemble < 0:
         raise ConfigError("--workers and --threads must be positive, --ensemble >= 0")
     runs = load_plan(args.plan, data_dir=args.data_dir)

@@ -49,15 +49,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    p = add_command(
-        sub,
-        "train",
-        help="train a CNN (CPU or CUDA), checkpoint every epoch, resume",
-        description="Train a convolutional network. A validation split carved from the training set "
-        "selects the best epoch; the test set is not read. The run folder gets config.json, metrics.jsonl, "
-        "checkpoint.pt (for --resume) and model.pt (best epoch).",
-        example="fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first",
-    )
+    p = add_command(sub, "train", cmd_train)
     p.add_argument("--preset", default=None, help=f"named recipe: {', '.join(PRESETS)}")
     p.add_argument(
         "--config", dest="config_file", default=None, metavar="FILE.toml", help="TOML file of config keys"
@@ -73,7 +65,6 @@ def register(sub) -> None:
         help="train at most N epochs in this invocation, then exit; --resume continues",
     )
     add_config_flags(p)
-    p.set_defaults(func=cmd_train)
 
 
 def config_from_args(args) -> TrainConfig:
@@ -98,6 +89,14 @@ def _explicit_settings(args) -> set[str]:
 
 
 def cmd_train(args) -> int:
+    """train a CNN (CPU or CUDA), checkpoint every epoch, resume
+
+    Train a convolutional network. A validation split carved from the training set selects the best
+    epoch; the test set is not read. The run folder gets config.json, metrics.jsonl, checkpoint.pt (for
+    --resume) and model.pt (best epoch).
+
+    Example: fmnist train --preset cpu-fast --out runs/first && fmnist evaluate runs/first
+    """
     from fmnist.train.distributed import from_env
     from fmnist.train.trainer import train
 

@@ -14,17 +14,7 @@ from fmnist.errors import ConfigError
 
 def register(sub) -> None:
     vsub = add_group(sub, "viz")
-    embed = add_command(
-        vsub,
-        "embed",
-        "a 2-D map coloured by class (PNG) and its coordinates (CSV)",
-        "Map the images to 2-D with PCA, t-SNE or UMAP, from raw pixels or from a trained "
-        "model's penultimate layer. t-SNE and UMAP run on PCA-50. Without --n: 10,000 images for PCA, "
-        "5,000 for t-SNE and UMAP (a random subsample; a few minutes on 2 cores). Writes "
-        "DATASET-SPLIT-FEATURES-METHOD.png, .csv (index, label, class, x, y) and .json (what was drawn). "
-        "--dataset both draws Fashion-MNIST and MNIST side by side (it needs the MNIST files).",
-        "fmnist viz embed --method tsne --features cnn --run runs/first --thumbnails --out maps/",
-    )
+    embed = add_command(vsub, "embed", cmd_embed)
     add_source_args(embed)
     embed.add_argument("--method", default="pca", help="pca, tsne or umap")
     embed.add_argument("--features", default="pixels", help="pixels, or cnn (needs --run)")
@@ -39,10 +29,19 @@ def register(sub) -> None:
         "--threads", type=int, default=0, help="CPU threads (0: all cores; 1 is faster on a busy machine)"
     )
     embed.add_argument("--out", type=Path, default=Path("maps"), help="output folder")
-    embed.set_defaults(func=cmd_embed)
 
 
 def cmd_embed(args) -> int:
+    """a 2-D map coloured by class (PNG) and its coordinates (CSV)
+
+    Map the images to 2-D with PCA, t-SNE or UMAP, from raw pixels or from a trained model's penultimate
+    layer. t-SNE and UMAP run on PCA-50. Without --n: 10,000 images for PCA, 5,000 for t-SNE and UMAP (a
+    random subsample; a few minutes on 2 cores). Writes DATASET-SPLIT-FEATURES-METHOD.png, .csv (index,
+    label, class, x, y) and .json (what was drawn). --dataset both draws Fashion-MNIST and MNIST side by
+    side (it needs the MNIST files).
+
+    Example: fmnist viz embed --method tsne --features cnn --run runs/first --thumbnails --out maps/
+    """
     from fmnist.models.inference import resolve_model_path
     from fmnist.viz.embed import MapRequest, write_maps
 

@@ -100,11 +100,13 @@ def reference_net(run: Path) -> tuple[torch.nn.Module, dict]:
 
 @torch.no_grad()
 def reference_proba(run: Path, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of the saved model in eval mode: normalised and batched by hand, not by LoadedModel."""
+    """Softmax of the saved model in eval mode over the temperature training saved in calibration.json:
+    normalised and batched by hand, not by LoadedModel."""
     net, record = reference_net(run)
+    temperature = json.loads((run / "calibration.json").read_text())["temperature"]
     x = torch.from_numpy(np.array(images)).float().div(255).sub(record["mean"]).div(record["std"])
     x = x.unsqueeze(1)
-    return torch.cat([torch.softmax(net(b), 1) for b in x.split(batch_size)]).numpy()
+    return torch.cat([torch.softmax(net(b) / temperature, 1) for b in x.split(batch_size)]).numpy()
 
 
 # ---------------------------------------------------------------- the real command on a tiny run

@@ -41,6 +41,10 @@ def test_every_architecture_exports_with_torchs_logits(name, trained_run, test_i
     images = test_images[:PARITY_IMAGES]
     want = loaded.logits(images).numpy()
     assert (want.argmax(1) == test_labels[:PARITY_IMAGES]).mean() > 0.3  # trained weights (chance: 0.1)
+    # An export carries the model's calibration: the graph divides by the temperature (TorchScript below),
+    # and OnnxModel.logits multiplies it back out from the metadata.
+    temperature = loaded.calibration.temperature
+    assert temperature != 1.0
 
     onnx = OnnxModel(export(run, "onnx", tmp_path / "model.onnx")).logits(images)
     np.testing.assert_allclose(onnx, want, **LOGIT_TOLERANCE)
@@ -49,7 +53,7 @@ def test_every_architecture_exports_with_torchs_logits(name, trained_run, test_i
     module, meta = load_torchscript(export(run, "torchscript", tmp_path / "model.ts"))
     with torch.no_grad():
         scripted = module(preprocess(images, meta["mean"], meta["std"])).numpy()
-    np.testing.assert_allclose(scripted, want, **LOGIT_TOLERANCE)
+    np.testing.assert_allclose(scripted * temperature, want, **LOGIT_TOLERANCE)
     assert meta["arch"] == loaded.record["arch"] and meta["metrics"] == loaded.record["metrics"]
 
 

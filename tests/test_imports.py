@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 # Packages that building the parser must not import: torch and the optional extras (each costs from
-# tens of milliseconds to a second), matplotlib and Pillow (the pictures), tqdm (the download bar).
+# tens of milliseconds to a second), matplotlib, Pillow and OpenCV (the pictures), tqdm (the download bar).
 HEAVY = (
     "torch",
     "sklearn",
@@ -25,6 +25,7 @@ HEAVY = (
     "matplotlib",
     "PIL",
     "tqdm",
+    "cv2",
 )
 
 

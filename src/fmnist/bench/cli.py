@@ -111,7 +111,39 @@ def cmd_cnn(args) -> int:
     return 0
 
 
-ACTIONS = (*baselines_cli.ACTIONS, _add_cnn)
+def _add_photos(actions) -> None:
+    p = add_command(actions, "photos", cmd_photos)
+    p.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="run folder, model.pt or model.onnx")
+    p.add_argument("folder", metavar="FOLDER", help="the photos, with labels.csv")
+    p.add_argument("--labels", metavar="CSV", default=None, help="labels file (default: FOLDER/labels.csv)")
+    p.add_argument(
+        "--out", default="benchmarks/results/photos", help="folder for photos.json, photos.md and the sheet"
+    )
+    p.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default="auto", help="auto: by the model's suffix"
+    )
+
+
+def cmd_photos(args) -> int:
+    """real photos: top-1/top-3 per class, abstentions, AUROC, a contact sheet
+
+    Score a model on a folder of labelled photos (labels.csv: file, fashion_mnist_class, where a label
+    may be a set of classes or "none of the ten"): top-1 and top-3 per source label, how often it
+    abstains, and how well its top probability separates garments from none-of-the-ten photos (AUROC).
+    Writes OUT/photos.json, OUT/photos.md and OUT/contact-sheet.png (the 28x28 inputs with their
+    predictions). Works with an ONNX export too.
+
+    Example: fmnist bench photos runs/photo ../shared/photos --out benchmarks/results/photos
+    """
+    from fmnist.bench.photos import PhotoBenchConfig, run_photo_bench
+
+    cfg = PhotoBenchConfig(args.model, args.folder, args.labels, args.out, args.backend)
+    print(cfg)
+    run_photo_bench(cfg)
+    return 0
+
+
+ACTIONS = (*baselines_cli.ACTIONS, _add_cnn, _add_photos)
 
 
 def register(sub) -> None:

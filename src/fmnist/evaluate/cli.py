@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fmnist.cli import add_command, add_data_dir_arg, add_device_arg
+from fmnist.errors import FmnistError
 from fmnist.evaluate.record import format_evaluation
 from fmnist.train.device import resolve_device
 
@@ -20,6 +21,13 @@ def register(sub) -> None:
     p.add_argument(
         "--tta", action="store_true", help="also score each image's mirror (flip test-time augmentation)"
     )
+    c = add_command(sub, "calibrate", cmd_calibrate)
+    c.add_argument("model", metavar="RUN_DIR_OR_MODEL", help="a run folder or its model.pt")
+    c.add_argument(
+        "--photos", metavar="DIR", default=None, help="labelled photos to choose the abstain threshold on"
+    )
+    c.add_argument("--labels", metavar="CSV", default=None, help="their labels (default: DIR/labels.csv)")
+    add_data_dir_arg(c)
 
 
 def cmd_evaluate(args) -> int:
@@ -41,4 +49,28 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(figures, indent=2))
     else:
         print(format_evaluation(evaluation))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """fit a model's temperature and abstain threshold (calibration.json)
+
+    Refit the temperature on the model's validation split (training already does this) and choose the
+    abstain threshold: where the validation answers turn mostly wrong or, with --photos, the one that
+    best tells labelled garments from none-of-the-ten photos. Writes calibration.json beside model.pt,
+    which predict, serve and export use. The photos are a validation set: nothing is trained on them.
+
+    Example: fmnist calibrate runs/photo --photos ../shared/photos
+    """
+    from fmnist.evaluate.calibrate import calibrate_model
+
+    if args.labels is not None and args.photos is None:
+        raise FmnistError("--labels goes with --photos")
+    calibration, path = calibrate_model(args.model, args.photos, args.labels, args.data_dir)
+    print(f"temperature {calibration.temperature:.3f}: {calibration.chosen_on['temperature']}")
+    print(
+        f"abstain when {calibration.abstain_score} < {calibration.abstain_threshold:.3f}: "
+        f"{calibration.chosen_on['abstain_threshold']}"
+    )
+    print(f"wrote {path}")
     return 0

@@ -74,6 +74,8 @@ class Evaluation:
     train_time_s: float | None  # training seconds, from metrics.jsonl (None: not recorded)
     tta: str | None  # None: each image once; "flip": each image scored with its mirror too
     warning: str | None = None  # e.g. the model was trained on other data
+    temperature: float = 1.0  # the calibration applied to the probabilities scored (1: none)
+    ece_uncalibrated: float | None = None  # ece of the plain softmax, before the temperature
 
     @property
     def file_name(self) -> str:
@@ -156,11 +158,17 @@ def recorded_accuracy(model_file: str | os.PathLike, digest: str | None) -> tupl
     return found.accuracy, where
 
 
+def _calibration_note(e: Evaluation) -> str:
+    if e.temperature == 1.0 or e.ece_uncalibrated is None:
+        return " (uncalibrated)"
+    return f" at temperature {e.temperature:.3f} ({e.ece_uncalibrated:.4f} without)"
+
+
 def format_evaluation(e: Evaluation) -> str:
     """The figures as ``fmnist evaluate`` and ``fmnist run`` print them."""
     lines = [
         f"test accuracy {e.accuracy:.4f}{' (flip TTA)' if e.tta else ''}  macro F1 {e.macro_f1:.4f}  "
-        f"ECE {e.ece:.4f}  (data fingerprint {e.data_fingerprint})"
+        f"ECE {e.ece:.4f}{_calibration_note(e)}  (data fingerprint {e.data_fingerprint})"
     ]
     if e.warning:
         lines.append(f"warning: {e.warning} ({e.trained_on_fingerprint})")

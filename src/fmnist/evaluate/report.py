@@ -19,6 +19,7 @@ from fmnist.evaluate.pictures import confusion_png, gallery_png
 from fmnist.evaluate.record import ConfidentError, Evaluation, output_name
 from fmnist.fsio import read_jsonl, write_json, write_text
 from fmnist.models import load_model
+from fmnist.models.calibration import softmax
 from fmnist.models.record import model_digest
 from fmnist.models.scoring import accuracy
 
@@ -92,7 +93,8 @@ def evaluate_run(
         raise FmnistError(f"{run_dir}: model classes do not match data set {ds.name!r}")
     images, labels = np.asarray(ds.test.images), np.asarray(ds.test.labels).astype(np.int64)
     t0 = time.perf_counter()
-    probs = loaded.predict_proba(images, batch_size, flip_tta)
+    logits = loaded.logits(images, batch_size, flip_tta).numpy()
+    probs = loaded.calibration.probabilities(logits)  # calibrated: what predict and serve show
     seconds = time.perf_counter() - t0
     trained_on = record.get("data_fingerprint")
     evaluation = Evaluation(
@@ -110,6 +112,8 @@ def evaluate_run(
         inference_images_per_s=len(labels) / max(seconds, 1e-9),
         train_time_s=_train_time(run_dir),
         tta="flip" if flip_tta else None,
+        temperature=loaded.calibration.temperature,
+        ece_uncalibrated=expected_calibration_error(softmax(logits.astype(np.float64)), labels)[0],
         warning=None if trained_on in (None, ds.fingerprint) else OTHER_DATA,
     )
     write_evaluation(evaluation, images, ds.spec.title, record.get("config", {}))

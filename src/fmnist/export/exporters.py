@@ -64,6 +64,10 @@ def description(loaded: LoadedModel) -> dict:
         "epoch": r.get("epoch"),
         "metrics": dict(r.get("metrics", {})),
         "source_sha256": model_digest(loaded.path),
+        # The temperature is applied inside the graph: its "logits" output is already divided by it.
+        "temperature": loaded.calibration.temperature,
+        "abstain_threshold": loaded.calibration.to_dict()["abstain_threshold"],  # None: never abstains
+        "abstain_score": loaded.calibration.abstain_score,
     }
 
 
@@ -131,9 +135,21 @@ def _onnx_proto(net: torch.nn.Module, example: torch.Tensor):
         return onnx.load_from_string(buffer.getvalue()), "torchscript-based"
 
 
+class Calibrated(torch.nn.Module):
+    """The network with its calibration temperature inside: logits / T, so any runtime's softmax is calibrated."""
+
+    def __init__(self, net: torch.nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.net, self.scale = net, 1.0 / temperature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.scale
+
+
 def _export_copy(loaded: LoadedModel) -> torch.nn.Module:
-    """A CPU float32 copy in eval mode: exporting must not move or change the caller's model."""
-    return copy.deepcopy(unwrap(loaded.model)).cpu().float().eval().to(memory_format=torch.contiguous_format)
+    """A CPU float32 copy in eval mode (exporting must not move or change the caller's model), calibrated."""
+    net = copy.deepcopy(unwrap(loaded.model)).cpu().float().eval().to(memory_format=torch.contiguous_format)
+    return Calibrated(net, loaded.calibration.temperature).eval()
 
 
 def export_onnx(loaded: LoadedModel, out: str | os.PathLike) -> Path:
@@ -248,11 +264,12 @@ def export(
 def check_export(
     loaded: LoadedModel, path: str | os.PathLike, fmt: str, n: int = 256, seed: int = 0
 ) -> float:
-    """Largest |logit difference| between the export and torch on ``n`` seeded random uint8 images."""
+    """Largest |logit difference| between the export and torch on ``n`` seeded random uint8 images, both
+    over the model's temperature (what the exported graph computes)."""
     images = np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-    want = loaded.logits(images).numpy()
+    want = loaded.logits(images).numpy() / loaded.calibration.temperature
     if fmt == "onnx":
-        got = OnnxModel(path).logits(images)
+        got = OnnxModel(path).calibrated_logits(images)
     else:
         module, _ = load_torchscript(path)
         with torch.no_grad():

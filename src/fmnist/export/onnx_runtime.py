@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.errors import FmnistError
+from fmnist.models.calibration import calibration_from, softmax
 from fmnist.models.inputs import preprocess_numpy
 from fmnist.models.record import RecordFields
 
@@ -75,9 +76,20 @@ class OnnxModel(RecordFields):
             "exporter": meta.get("exporter", ""),
             "source_sha256": meta.get("source_sha256", ""),
         }
+        # The temperature is inside the graph (fmnist.export.exporters.Calibrated): logits() multiplies it
+        # back out, so both backends hand predict the raw logits and the same calibration.
+        self.calibration = calibration_from(
+            {k: _json(meta.get(k), None) for k in ("temperature", "abstain_threshold")}
+            | {"abstain_score": meta.get("abstain_score", "energy")},
+            path,
+        )
 
     def logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Logits (n, classes) for uint8 images, computed in batches."""
+        """Raw logits (n, classes) for uint8 images, computed in batches (the graph's over its temperature)."""
+        return self.calibrated_logits(images, batch_size) * self.calibration.temperature
+
+    def calibrated_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """What the graph computes: logits over the temperature."""
         out = [
             self.session.run(
                 None, {self.input_name: preprocess_numpy(images[i : i + batch_size], self.mean, self.std)}
@@ -86,7 +98,8 @@ class OnnxModel(RecordFields):
         ]
         return np.concatenate(out) if out else np.empty((0, len(self.classes)), dtype=np.float32)
 
+    def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        return self.logits(images, batch_size)
+
     def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        z = self.logits(images, batch_size)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return softmax(self.calibrated_logits(images, batch_size).astype(np.float64)).astype(np.float32)

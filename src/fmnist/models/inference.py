@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from fmnist.errors import ConfigError, FmnistError
+from fmnist.models.calibration import IDENTITY, Calibration, read_calibration
 from fmnist.models.checkpoint import MODEL_FILE, load_record, state_dict_mismatch, unwrap
 from fmnist.models.inputs import preprocess
-from fmnist.models.record import RecordFields
+from fmnist.models.record import RecordFields, model_digest
 from fmnist.models.registry import build_model
 
 
@@ -59,6 +60,8 @@ class LoadedModel(RecordFields):
     model: nn.Module
     record: dict  # the saved record, state dict removed
     path: Path
+    calibration: Calibration = IDENTITY  # from calibration.json beside the model (temperature, abstain)
+    calibration_note: str = ""  # why there is none, for the user ("" when it was found)
 
     @property
     def device(self) -> torch.device:
@@ -73,7 +76,12 @@ class LoadedModel(RecordFields):
     def predict_proba(
         self, images: np.ndarray | torch.Tensor, batch_size: int = 1024, flip_tta: bool = False
     ) -> np.ndarray:
-        return torch.softmax(self.logits(images, batch_size, flip_tta), dim=1).numpy()
+        """Calibrated probabilities (n, classes): softmax of the logits over the saved temperature."""
+        return self.calibration.probabilities(self.logits(images, batch_size, flip_tta).numpy())
+
+    def predict_logits(self, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+        """Raw logits (n, classes) as numpy: what predict scores and abstains on (both backends)."""
+        return self.logits(images, batch_size).numpy()
 
     @torch.no_grad()
     def features(self, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
@@ -128,4 +136,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     model = build_for(record, str(path))
     del record["state_dict"]
     model = model.to(device).to(memory_format=torch.channels_last).eval()
-    return LoadedModel(model, record, path)
+    calibration, note = read_calibration(path, model_digest(path))
+    return LoadedModel(model, record, path, calibration, note)

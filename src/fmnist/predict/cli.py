@@ -77,16 +77,23 @@ def processed_name(index: int, path: Path) -> str:
     return f"{index:05d}-{stem}.png"
 
 
+NOT_ONE_OF_THEM = "not one of the ten classes?"
+
+
 def format_line(result: dict) -> str:
     ranked = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+    if result.get("abstain"):
+        return f"{result['input']}: {NOT_ONE_OF_THEM} (best guesses: {ranked})"
     return f"{result['input']}: {ranked}"
 
 
 def cmd_predict(args) -> int:
     """classify photos or Fashion-MNIST-style pictures with a trained model
 
-    Turn each picture into a Fashion-MNIST-style 28x28 input (grayscale, inverted when the background is
-    light, trimmed, fitted, centred) and print the top classes. Pictures: PNG, JPEG, WebP, GIF (first
+    Turn each picture into a Fashion-MNIST-style 28x28 input (a photo's garment cut from its background
+    and negated, as the data set's packshots were; trimmed, fitted, centred) and print the top classes
+    with calibrated probabilities, or "not one of the ten classes?" before them when the model is not
+    sure enough (its calibration.json). Pictures: PNG, JPEG, WebP, GIF (first
     frame), BMP, TIFF, any size. A folder means every picture under it. The model: a run folder, its
     model.pt, or an ONNX export (*.onnx).
 
@@ -105,6 +112,8 @@ def cmd_predict(args) -> int:
         if save_to.exists() and not save_to.is_dir():
             raise FmnistError(f"--save-processed {save_to}: exists and is not a folder")
     model = load(args.model, device=args.device)
+    if getattr(model, "calibration_note", ""):
+        print(model.calibration_note, file=sys.stderr)
     if not 1 <= args.top_k <= len(model.classes):
         raise FmnistError(f"--top-k must be between 1 and {len(model.classes)}, got {args.top_k}")
     paths, errors = expand_inputs(args.inputs)

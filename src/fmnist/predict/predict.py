@@ -16,6 +16,7 @@ import numpy as np
 
 from fmnist.errors import FmnistError
 from fmnist.export.onnx_runtime import OnnxModel
+from fmnist.models.calibration import Calibration
 from fmnist.predict.image_decode import DEFAULT_LIMITS, DecodeLimits, ImageError, ImageSource, describe
 from fmnist.predict.preprocess_photo import SHARPEN, prepare_image
 from fmnist.train.device import check_device_name, resolve_device
@@ -26,9 +27,12 @@ class Model(Protocol):
 
     record: dict
     path: Path  # the model file (model.pt or .onnx) it was loaded from
+    calibration: Calibration  # its temperature and abstain rule, applied to the raw logits
 
     @property
     def classes(self) -> list[str]: ...
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray: ...
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray: ...
 
@@ -90,8 +94,11 @@ def predict(
     """Classify each input (path, PIL image, array, bytes, file object), prepared as in the data set.
 
     Returns one dict per input, in order: ``input`` (its name), ``label`` and ``probability``
-    (the top class), ``top`` (the ``top_k`` best, see :func:`rank`) and ``processed`` (the
-    uint8 28x28 the model saw). With ``on_error="report"`` a bad input gives
+    (the top class, calibrated when the model has a calibration), ``top`` (the ``top_k`` best, see
+    :func:`rank`), ``abstain`` (True: the top probability is under the model's abstain threshold, "not
+    one of the ten classes?"; the guesses are still given), ``abstain_score`` (what the threshold is
+    compared with: see :mod:`fmnist.models.calibration`) and ``processed`` (the uint8 28x28 the
+    model saw). With ``on_error="report"`` a bad input gives
     ``{"input", "error"}`` instead of raising, and the good ones are still classified.
     Each picture's size is checked from its header before it is decoded (``limits``: see
     :func:`fmnist.predict.image_decode.probe_image`).
@@ -126,10 +133,17 @@ def predict(
         results.append({"input": name})
     if images:
         batch = np.stack(images)  # (n, 28, 28) uint8
-        probabilities = model.predict_proba(batch, batch_size=batch_size)
-        for slot, image, p in zip(good, batch, probabilities, strict=True):
+        logits = model.predict_logits(batch, batch_size=batch_size)
+        calibration = model.calibration
+        probabilities, scores = calibration.probabilities(logits), calibration.scores(logits)
+        for slot, image, p, score in zip(good, batch, probabilities, scores, strict=True):
             best = rank(p, classes, top_k)
             results[slot].update(
-                label=best[0]["class"], probability=best[0]["probability"], top=best, processed=image
+                label=best[0]["class"],
+                probability=best[0]["probability"],
+                abstain=bool(score < calibration.abstain_threshold),
+                abstain_score=float(score),
+                top=best,
+                processed=image,
             )
     return results

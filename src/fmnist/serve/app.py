@@ -100,7 +100,11 @@ class TopClass(BaseModel):
 class Prediction(BaseModel):
     filename: str
     label: str = Field(description="the most probable class")
-    probability: float
+    probability: float = Field(description="its calibrated probability (see the model's calibration.json)")
+    abstain: bool = Field(
+        default=False,
+        description="the model is not sure enough: not one of the ten classes? (top still given)",
+    )
     top: list[TopClass]
     processed_png: str = Field(description="the 28x28 input the model saw, base64 PNG")
 
@@ -244,8 +248,11 @@ class Classifier:
         self._pool = ThreadPoolExecutor(limits["decode_workers"], thread_name_prefix="fmnist-decode")
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.model.calibration.probabilities(self.logits(images))
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
         with self._infer_lock:
-            return self.model.predict_proba(images)
+            return self.model.predict_logits(images)
 
     @staticmethod
     def _decode_one(img: Image.Image, name: str) -> np.ndarray:
@@ -296,19 +303,22 @@ class Classifier:
     def classify(self, payloads: list[tuple[str, bytes]], k: int) -> PredictResponse:
         try:
             images = self.to_inputs(payloads)
-            probs = self.probabilities(np.stack(images))
+            logits = self.logits(np.stack(images))
+            probs = self.model.calibration.probabilities(logits)
         except MemoryError:
             raise HTTPException(
                 503, "the server ran out of memory on this request; try again later, or smaller pictures"
             ) from None
         out = []
-        for (name, _), image, p in zip(payloads, images, probs, strict=True):
+        abstains = self.model.calibration.abstains(logits)
+        for (name, _), image, p, abstain in zip(payloads, images, probs, abstains, strict=True):
             top = rank(p, self.classes, k)
             out.append(
                 Prediction(
                     filename=name,
                     label=top[0]["class"],
                     probability=top[0]["probability"],
+                    abstain=bool(abstain),
                     top=[TopClass.model_validate(t) for t in top],
                     processed_png=b64png(image),
                 )

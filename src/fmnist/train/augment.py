@@ -6,6 +6,8 @@ whole epoch's randomness is fixed by (seed, epoch) and a resumed run repeats it 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -59,3 +61,159 @@ def random_erase(
     in_x = (xs >= x0[:, None]) & (xs < (x0 + ew)[:, None])  # (n, w)
     mask = (in_y[:, :, None] & in_x[:, None, :] & apply[:, None, None])[:, None]  # (n,1,h,w)
     return x.masked_fill(mask, 0.0)
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.empty(n, device=device).uniform_(lo, hi, generator=gen)
+
+
+def _low_frequency(n: int, cells: int, size: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(n, 1, size, size) smooth random fields in [0, 1]: a ``cells`` x ``cells`` grid upsampled bicubically."""
+    coarse = torch.rand(n, 1, cells, cells, device=device, generator=gen)
+    return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def _affine(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Rotation (±15°), scale (0.85-1.05), aspect (0.85-1.18), shear (±0.1) and shift (±1.5 px) per image."""
+    n, _, h, w = x.shape
+    dev = x.device
+    angle = _uniform(n, -15.0, 15.0, gen, dev) * math.pi / 180
+    scale = _uniform(n, 0.85, 1.05, gen, dev)
+    aspect = torch.exp(_uniform(n, math.log(0.85), math.log(1.18), gen, dev))
+    shear = _uniform(n, -0.1, 0.1, gen, dev)
+    shift = _uniform(2 * n, -1.5, 1.5, gen, dev).view(n, 2) * 2 / w
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # affine_grid maps output to input coordinates: the inverse of the garment's own motion
+    sx, sy = 1 / (scale * aspect.sqrt()), aspect.sqrt() / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos * sx, -sin * sx + shear, shift[:, 0]], 1),
+            torch.stack([sin * sy, cos * sy, shift[:, 1]], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _dct_matrix(size: int, device: torch.device) -> torch.Tensor:
+    k = torch.arange(size, device=device, dtype=torch.float32)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * size)) * math.sqrt(2 / size)
+    m[0] /= math.sqrt(2)
+    return m  # orthonormal DCT-II: m @ block @ m.T
+
+
+def _jpeg_like(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """8x8 blockwise DCT quantised with ``step`` (n,) per image, coarser for higher frequencies."""
+    n, c, h, w = x.shape
+    ph, pw = -h % 8, -w % 8
+    padded = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    H, W = padded.shape[-2:]
+    blocks = padded.view(n, c, H // 8, 8, W // 8, 8).permute(0, 1, 2, 4, 3, 5)  # (n,c,bh,bw,8,8)
+    d = _dct_matrix(8, x.device)
+    coeff = d @ blocks @ d.T
+    freq = torch.arange(8, device=x.device, dtype=torch.float32)
+    q = step.view(n, 1, 1, 1, 1, 1) * (1 + (freq[:, None] + freq[None, :]) / 4)
+    restored = d.T @ (torch.round(coeff / q) * q) @ d
+    return restored.permute(0, 1, 2, 4, 3, 5).reshape(n, c, H, W)[..., :h, :w]
+
+
+def photo_style(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """What a real photo brings, on a [0, 1] batch (n, 1, H, W) of articles light on black; each image
+    with probability ``p``.
+
+    A photo of a garment on a bed, cut out and negated by ``fmnist predict``, differs from the data
+    set's packshots in pose (rotation, scale, aspect, shear, shift), light (brightness, contrast, gamma,
+    uneven shading across folds), optics (blur or over-sharpening, sensor noise, JPEG blocks) and in
+    what is left of the background when the cut is imperfect: a gradient or texture composited behind
+    the garment (its mask is its non-zero pixels). The result is stretched so its brightest pixel is 1,
+    as the photo preprocessing does.
+    """
+    if p <= 0:
+        return x
+    n, _, h, w = x.shape
+    dev = x.device
+    apply = torch.rand(n, device=dev, generator=gen) < p
+    y = _affine(x, gen)
+    mask = (y > 0.02).float()
+    shading = _low_frequency(n, 4, h, gen, dev)
+    y = y * (1 + _uniform(n, 0.0, 0.6, gen, dev).view(n, 1, 1, 1) * (shading - 0.5) * 2)
+    gamma = torch.exp(_uniform(n, math.log(0.6), math.log(1.6), gen, dev)).view(n, 1, 1, 1)
+    contrast = _uniform(n, 0.7, 1.2, gen, dev).view(n, 1, 1, 1)
+    bright = _uniform(n, -0.1, 0.1, gen, dev).view(n, 1, 1, 1)
+    y = (y.clamp(0, 1) ** gamma * contrast + bright * mask).clamp(0, 1)
+    backdrop = _uniform(n, 0, 1, gen, dev) < 0.3
+    ramp = torch.linspace(0, 1, w, device=dev).view(1, 1, 1, w).expand(n, 1, h, w)
+    ramp = torch.where((_uniform(n, 0, 1, gen, dev) < 0.5).view(n, 1, 1, 1), ramp, ramp.transpose(2, 3))
+    texture = _low_frequency(n, 7, h, gen, dev)
+    level = _uniform(n, 0.05, 0.35, gen, dev).view(n, 1, 1, 1)
+    bg = level * (0.5 * ramp + 0.5 * texture)
+    y = torch.where(backdrop.view(n, 1, 1, 1), y * mask + bg * (1 - mask), y)
+    blurred = F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    y = y + _uniform(n, -0.5, 1.0, gen, dev).view(n, 1, 1, 1) * (blurred - y)
+    y = y + _uniform(n, 0.0, 0.06, gen, dev).view(n, 1, 1, 1) * torch.randn(
+        y.shape, device=dev, generator=gen
+    )
+    jpeg = _uniform(n, 0, 1, gen, dev) < 0.3
+    y = torch.where(jpeg.view(n, 1, 1, 1), _jpeg_like(y, _uniform(n, 0.02, 0.1, gen, dev)), y)
+    y = y.clamp(0, 1)
+    y = y / y.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+    return torch.where(apply.view(n, 1, 1, 1), y, x)
+
+
+SHORTS, SKIRT = 1, 3  # Trouser and Dress: the classes whose parts look like garments of no class
+# Clothes, whose bands are parts of clothes; a band of a shoe or a bag still looks like a shoe or a bag.
+CLOTHES = (0, 1, 2, 3, 4, 6)
+
+
+def _refit(x: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
+    """Keep rows [top, bottom) of each image (fractions of its height), zoom that band to fill 28 px
+    across its longer side, centred: what the photo preprocessing does to a garment of that shape."""
+    n, _, h, w = x.shape
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1) + 0.5
+    band = x * ((rows >= top.view(n, 1, 1, 1) * h) & (rows < bottom.view(n, 1, 1, 1) * h)).float()
+    on = band > 0.02
+    any_row, any_col = on.any(dim=3).squeeze(1), on.any(dim=2).squeeze(1)  # (n, h), (n, w)
+    idx_h, idx_w = torch.arange(h, device=x.device).float(), torch.arange(w, device=x.device).float()
+    r0 = torch.where(any_row, idx_h, float(h)).amin(1)
+    r1 = torch.where(any_row, idx_h, -1.0).amax(1) + 1
+    c0 = torch.where(any_col, idx_w, float(w)).amin(1)
+    c1 = torch.where(any_col, idx_w, -1.0).amax(1) + 1
+    side = torch.maximum(r1 - r0, c1 - c0).clamp_min(1.0)
+    cy, cx = (r0 + r1) / 2, (c0 + c1) / 2
+    zero = torch.zeros_like(side)
+    theta = torch.stack(
+        [
+            torch.stack([side / w, zero, (2 * cx / w) - 1], 1),
+            torch.stack([zero, side / h, (2 * cy / h) - 1], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(band, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out / out.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+
+
+def none_of_the_ten(x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Pictures of garments that are none of the ten classes, made from the batch (outlier exposure).
+
+    A trouser's upper 30-50% is a pair of shorts; a dress's lower half is a skirt; any other
+    piece of clothing (:data:`CLOTHES`; the others are dropped) cut to a band of a third to two thirds of
+    its height is a part, not a garment. Each is
+    refitted to 28 px as the photo preprocessing would. Trained towards the uniform distribution, they
+    teach the model to say "not sure" on such shapes instead of "Trouser" at 99%.
+    """
+    x, labels = (
+        x[torch.isin(labels, torch.tensor(CLOTHES, device=x.device))],
+        labels[torch.isin(labels, torch.tensor(CLOTHES, device=x.device))],
+    )
+    n = x.shape[0]
+    dev = x.device
+    if n == 0:
+        return x
+    length = _uniform(n, 0.3, 0.65, gen, dev)
+    length = torch.where(labels == SHORTS, 0.3 + (length - 0.3) * (0.2 / 0.35), length)  # shorts: 30-50%
+    start = _uniform(n, 0, 1, gen, dev) * (1 - length)
+    start = torch.where(labels == SHORTS, torch.zeros_like(start), start)
+    start = torch.where(labels == SKIRT, 1 - length, start)
+    return _refit(x, start, start + length)

@@ -87,6 +87,20 @@ class TrainConfig:
     crop_pad: int = knob(2, "random crop after zero padding by this many pixels (0: off)", lo=0, hi=8)
     flip: bool = knob(True, "random horizontal flip")
     erase_p: float = knob(0.25, "probability of random erasing per image (0: off)", lo=0, hi=1)
+    outlier_exposure: float = knob(
+        0.0,
+        "weight of the loss that teaches 'none of the ten' on garment parts made from each batch (shorts from "
+        "trousers, skirts from dresses; see fmnist.train.augment.none_of_the_ten); 0: off",
+        lo=0,
+        hi=10,
+    )
+    photo_aug: float = knob(
+        0.0,
+        "probability per image of photo-style augmentation: pose, light, shading, blur, noise, JPEG, "
+        "backdrop (0: off; see fmnist.train.augment.photo_style)",
+        lo=0,
+        hi=1,
+    )
     # --- initialisation
     whiten: bool = knob(False, "set the first conv from the PCA of training patches and freeze it")
     # --- selection and stopping

@@ -17,7 +17,7 @@ from fmnist.errors import ConfigError
 from fmnist.models.inference import logits_of
 from fmnist.models.inputs import standardise, to_unit
 from fmnist.models.scoring import accuracy, correct
-from fmnist.train.augment import random_crop, random_erase, random_flip
+from fmnist.train.augment import none_of_the_ten, photo_style, random_crop, random_erase, random_flip
 from fmnist.train.config import TrainConfig
 from fmnist.train.data import TrainingData
 from fmnist.train.distributed import World, sum_across
@@ -25,6 +25,7 @@ from fmnist.train.distributed import World, sum_across
 if TYPE_CHECKING:
     from fmnist.train.trainer import TrainState
 
+OUTLIER_SHARE = 4  # with outlier exposure, one made-up none-of-the-ten picture per this many images
 Progress = Callable[[int, float, float, float], None]  # (steps done, mean loss, accuracy, images/s)
 
 
@@ -116,8 +117,10 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 
 def augment(images_uint8: torch.Tensor, cfg: TrainConfig, mean: float, std: float, gen) -> torch.Tensor:
-    """A training batch: crop and flip in [0, 1] (pads are black), standardise, erase; in cfg's layout."""
+    """A training batch: photo style, crop and flip in [0, 1] (pads are black), standardise, erase; in cfg's layout."""
     x = to_unit(images_uint8)  # (b, 1, 28, 28)
+    if cfg.photo_aug:
+        x = photo_style(x, cfg.photo_aug, gen)
     if cfg.crop_pad:
         x = random_crop(x, cfg.crop_pad, gen)
     if cfg.flip:
@@ -126,6 +129,36 @@ def augment(images_uint8: torch.Tensor, cfg: TrainConfig, mean: float, std: floa
     if cfg.erase_p:
         x = random_erase(x, cfg.erase_p, gen)
     return x.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+
+
+def outlier_batch(
+    images_uint8: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, mean: float, std: float, gen
+) -> torch.Tensor:
+    """Garments of none of the ten classes made from a batch (:func:`none_of_the_ten`), photo-styled and
+    flipped like the rest, standardised, in cfg's layout."""
+    x = none_of_the_ten(to_unit(images_uint8), labels, gen)
+    if cfg.photo_aug:
+        x = photo_style(x, cfg.photo_aug, gen)
+    if cfg.flip:
+        x = random_flip(x, gen)
+    x = standardise(x, mean, std)
+    return x.contiguous(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+
+
+def batch_loss(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, outliers: torch.Tensor | None, cfg: TrainConfig
+):
+    """(loss, logits of x): cross-entropy on the batch, plus ``cfg.outlier_exposure`` times the
+    cross-entropy of the outliers against the uniform distribution (one forward pass for both)."""
+    if outliers is None or len(outliers) == 0:
+        logits = net(x)
+        return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing), logits
+    both = net(torch.cat([x, outliers]))
+    logits, out = both[: len(x)], both[len(x) :]
+    uniform = -F.log_softmax(out.float(), dim=1).mean(dim=1).mean()
+    return F.cross_entropy(
+        logits, y, label_smoothing=cfg.label_smoothing
+    ) + cfg.outlier_exposure * uniform, logits
 
 
 def train_one_epoch(
@@ -153,9 +186,12 @@ def train_one_epoch(
             group["lr"] = run.lr(state.step)
         idx = perm[i * bs : (i + 1) * bs][world.rank :: world.size]  # this rank's slice
         x, y = augment(data.train_x[idx], cfg, data.mean, data.std, aug_gen), data.train_y[idx]
+        outliers = None
+        if cfg.outlier_exposure:
+            few = idx[: max(1, len(idx) // OUTLIER_SHARE)]
+            outliers = outlier_batch(data.train_x[few], data.train_y[few], cfg, data.mean, data.std, aug_gen)
         with autocast_for(device, cfg.bf16):
-            logits = net(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss, logits = batch_loss(net, x, y, outliers, cfg)
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from fmnist.errors import ConfigError
 from fmnist.fsio import append_line, read_jsonl, write_json, write_text
+from fmnist.models.calibration import Calibration, fit_on_validation, write_calibration
 from fmnist.models.checkpoint import (
     MODEL_FILE,
     NUMPY_RNG_GLOBALS,
@@ -42,6 +43,8 @@ from fmnist.models.checkpoint import (
     state_dict_mismatch,
     unwrap,
 )
+from fmnist.models.inference import logits_of
+from fmnist.models.record import model_digest
 from fmnist.models.registry import build_from_config, param_count
 from fmnist.train.config import TrainConfig
 from fmnist.train.data import TrainingData, load_training_data
@@ -422,6 +425,32 @@ def train(cfg: TrainConfig, run_dir: Path | None, resume: bool = False, **kwargs
         if world.active:
             dist.barrier()  # every rank checked the run folder before rank 0 writes into it
         data = load_training_data(cfg, device)
-        return fit(cfg, data, run_dir, resume=resume, world=world, **kwargs)
+        result = fit(cfg, data, run_dir, resume=resume, world=world, **kwargs)
+        if run_dir is not None and world.is_main and (run_dir / MODEL_FILE).exists():
+            calibrate_run(result.model, data, cfg, run_dir, kwargs.get("log", print))
+        return result
     finally:
         teardown(world)
+
+
+def calibrate_run(
+    model: nn.Module, data: TrainingData, cfg: TrainConfig, run_dir: Path, log: Callable[[str], None] | None
+) -> Calibration | None:
+    """Fit the temperature and abstain threshold on the validation split; write calibration.json beside
+    model.pt (see :mod:`fmnist.models.calibration`). Without a validation split: nothing, and a note."""
+    say = log or (lambda _msg: None)
+    if len(data.val_y) == 0:
+        say("note: no validation split, so no calibration.json: probabilities stay uncalibrated")
+        return None
+    logits = logits_of(
+        model, data.val_x, data.mean, data.std, cfg.eval_batch_size, channels_last=cfg.channels_last
+    )
+    calibration = fit_on_validation(
+        logits.cpu().numpy(), data.val_y.cpu().numpy(), model_digest(run_dir / MODEL_FILE)
+    )
+    write_calibration(run_dir, calibration)
+    say(
+        f"calibration: temperature {calibration.temperature:.3f} ({calibration.chosen_on['temperature']}); "
+        f"abstain when {calibration.abstain_score} < {calibration.abstain_threshold:.3f}"
+    )
+    return calibration

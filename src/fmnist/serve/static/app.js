@@ -52,6 +52,8 @@ function show(prediction) {
   }
   const result = $("#result");
   result.dataset.label = prediction.label;
+  result.dataset.abstain = prediction.abstain ? "yes" : "no";
+  $("#abstain").hidden = !prediction.abstain;
   result.hidden = false;
 }
 
@@ -67,7 +69,8 @@ async function classify(blob, name) {
     const out = await api("/predict?top_k=3", { method: "POST", body: form });
     const p = out.predictions[0];
     show(p);
-    setStatus(`${name}: ${p.label} (${(100 * p.probability).toFixed(1)}%)`);
+    const verdict = p.abstain ? `not one of the ten classes? (best guess ${p.label}` : `${p.label} (`;
+    setStatus(`${name}: ${verdict}${(100 * p.probability).toFixed(1)}%)`);
   } catch (error) {
     setStatus(error.message, true);
   }

@@ -3,6 +3,7 @@ pick a file and see the prediction; draw a stroke and see one; the gallery of te
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -17,10 +18,9 @@ pytest_plugins = ["conftest_model"]
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("one_torch_thread")]
 
 
-@pytest.fixture(scope="module")
-def server_url(run_dir, fashion_dir):
-    """``fmnist serve``'s app on a free loopback port, in a thread; stopped after the module. The gallery's
-    test images come from wherever `fmnist data fetch` put the data."""
+@contextlib.contextmanager
+def serving(run, fashion_dir):
+    """``fmnist serve``'s app for ``run`` on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
     from fmnist.serve.app import create_app
@@ -30,7 +30,7 @@ def server_url(run_dir, fashion_dir):
         port = s.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(run_dir, data_dir=fashion_dir), host="127.0.0.1", port=port, log_level="warning"
+            create_app(run, data_dir=fashion_dir), host="127.0.0.1", port=port, log_level="warning"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -39,9 +39,18 @@ def server_url(run_dir, fashion_dir):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server_url(run_dir, fashion_dir):
+    """The served model; the gallery's test images come from wherever `fmnist data fetch` put the data."""
+    with serving(run_dir, fashion_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +126,31 @@ def test_a_bad_file_shows_the_servers_message(page, tmp_path):
     page.find_element("id", "file").send_keys(str(path))
     wait_until(page, lambda d: "not an image" in d.find_element("id", "status").text)
     assert page.find_element("id", "status").get_attribute("class") == "error"
+
+
+def test_the_page_says_none_of_these_and_still_shows_the_guesses(run_dir, fashion_dir, tmp_path, test_images):
+    """A model whose calibration abstains below 0.99: the page says so above the three bars."""
+    import shutil
+
+    from fmnist.models.calibration import Calibration, read_calibration, write_calibration
+    from fmnist.models.record import model_digest
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    saved, _ = read_calibration(run, model_digest(run / "model.pt"))
+    write_calibration(
+        run,
+        Calibration(saved.temperature, 0.99, "max_probability", saved.model_sha256),
+    )
+    path = tmp_path / "shirt.png"
+    Image.fromarray(test_images[1]).save(path)
+    with serving(run, fashion_dir) as url, chromium(tmp_path / "chromium") as driver:
+        driver.get(url + "/")
+        wait_until(driver, lambda d: "Model fastcnn" in d.find_element("id", "model-info").text)
+        driver.find_element("id", "file").send_keys(str(path))
+        wait_until(driver, lambda d: "shirt.png:" in d.find_element("id", "status").text)
+        assert "not one of the ten classes?" in driver.find_element("id", "status").text
+        assert driver.find_element("id", "abstain").is_displayed()
+        assert driver.find_element("id", "result").get_attribute("data-abstain") == "yes"
+        assert len(bars(driver)) == 3
+        assert not console_errors(driver)

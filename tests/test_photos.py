@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import assert_one_line_error, snapshot
 from fmnist.cli import main
 from fmnist.data.photo_labels import parse_answer, read_photo_labels
+from fmnist.data.registry import FASHION
 from fmnist.errors import FmnistError
 from fmnist.evaluate.metrics import expected_calibration_error
 from fmnist.models.calibration import (
@@ -32,18 +33,7 @@ from fmnist.train.augment import none_of_the_ten, photo_style
 pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASSES = FASHION.classes
 
 
 def busy_backdrop(h: int, w: int, seed: int) -> np.ndarray:

@@ -173,7 +173,8 @@ def test_killed_sweep_resumes_to_the_same_table(plan, uninterrupted, tmp_path):
 
 
 def own_probs(run: Path, images: np.ndarray) -> np.ndarray:
-    """Softmax of ``run``'s model.pt on uint8 ``images``, computed here from the saved record."""
+    """Softmax of ``run``'s model.pt on uint8 ``images`` over the temperature training saved in
+    calibration.json (the probabilities predict and the sweep's ensemble use), computed here from the record."""
     from fmnist.models import build_model
 
     record = torch.load(run / "model.pt", weights_only=True)
@@ -182,7 +183,9 @@ def own_probs(run: Path, images: np.ndarray) -> np.ndarray:
     model.eval()
     x = (torch.from_numpy(images.copy()).float().unsqueeze(1) / 255 - record["mean"]) / record["std"]
     with torch.no_grad():
-        return torch.cat([torch.softmax(model(x[i : i + 2000]), 1) for i in range(0, len(x), 2000)]).numpy()
+        logits = torch.cat([model(x[i : i + 2000]) for i in range(0, len(x), 2000)])
+    temperature = json.loads((run / "calibration.json").read_text())["temperature"]
+    return torch.softmax(logits / temperature, 1).numpy()
 
 
 def test_table_and_ensemble_recomputed_from_the_saved_runs(uninterrupted, test_split):

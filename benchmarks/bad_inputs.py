@@ -903,6 +903,70 @@ def build_cases() -> list[Case]:
         prepare=both(images, write_file("f.txt", "my file\n")),
     )
 
+    # ---------------------------------------------------------------- calibration and photos (#15)
+    def calibration(content: str) -> Callable[[Ctx], None]:
+        return both(images, write_file("run/calibration.json", content))
+
+    add("predict/calibration-truncated", [*P, "{d}/pics/shirt.png"], finding="15", prepare=calibration("{"))
+    add(
+        "predict/calibration-temperature-nan",
+        [*P, "{d}/pics/shirt.png"],
+        finding="15",
+        prepare=calibration('{"format": "fmnist-calibration/1", "temperature": NaN, "abstain_threshold": 0}'),
+    )
+    add(
+        "predict/calibration-unknown-score",
+        [*P, "{d}/pics/shirt.png"],
+        finding="15",
+        prepare=calibration('{"format": "fmnist-calibration/1", "temperature": 1, "abstain_score": "vibes"}'),
+    )
+    add(
+        "predict/calibration-of-another-model",
+        [*P, "{d}/pics/shirt.png"],
+        expect="ok",
+        finding="15",
+        note="shirt.png",
+        prepare=calibration('{"format": "fmnist-calibration/1", "temperature": 0.5, "model_sha256": "0000"}'),
+    )
+    labels = "file,fashion_mnist_class\n"
+    add("calibrate/labels-without-photos", ["calibrate", "{run}", "--labels", "{d}/x.csv"], finding="15")
+    add(
+        "calibrate/photos-all-in-class",
+        ["calibrate", "{run}", "--photos", "{d}/pics"],
+        finding="15",
+        prepare=both(images, write_file("pics/labels.csv", labels + "shirt.png,Shirt\n")),
+    )
+    BP = ["bench", "photos", "{run}", "{d}/pics", "--out", "{d}/out"]
+    add("bench-photos/no-labels-file", BP, finding="15", prepare=images)
+    add(
+        "bench-photos/path-outside-the-folder",
+        BP,
+        finding="15",
+        prepare=both(images, write_file("pics/labels.csv", labels + "../../../etc/passwd,Coat\n")),
+    )
+    add(
+        "bench-photos/unknown-label",
+        BP,
+        finding="15",
+        prepare=both(images, write_file("pics/labels.csv", labels + "shirt.png,Hat\n")),
+    )
+    add(
+        "bench-photos/labels-not-utf8",
+        BP,
+        finding="15",
+        prepare=both(images, write_file("pics/labels.csv", b"file,fashion_mnist_class\n\xff\xfe,Coat\n")),
+    )
+    add(
+        "bench-photos/out-is-a-user-folder",
+        ["bench", "photos", "{run}", "{d}/pics", "--out", "{d}/mine"],
+        finding="15",
+        prepare=both(
+            images,
+            write_file("pics/labels.csv", labels + "shirt.png,Shirt\n"),
+            write_file("mine/keep.txt", "mine\n"),
+        ),
+    )
+
     # ---------------------------------------------------------------- export
     E = ["export", "{run}"]
     add("export/hostile-model", E, finding="1", prepare=damaged("hostile"), quick=True)

@@ -327,9 +327,12 @@ def test_guards_record_memory_and_skips_and_the_run_goes_on_then_resumes(tmp_pat
     assert rows["GaussianNB"]["repeats"] == 2  # identical scores: no third repeat even if asked
     assert "cannot be built" in rows["LinearSVC"]["reason"]
     assert "MemoryError" in rows["Hog"]["reason"]
-    # It grew to the limit (the worker starts at about 125 MiB) and its resident memory never passed it.
+    # It grew to the limit (the worker starts at about 125 MiB) and was stopped there. The limit is on data
+    # (RLIMIT_DATA: the heap and anonymous maps); resident memory also counts the pages of shared libraries
+    # (numpy, scipy, scikit-learn, and pandas / pyarrow, which scikit-learn imports when they are installed),
+    # which the limit does not cover: up to about 64 MiB more.
     creep = rows["CreepingHog"]
-    assert "MemoryError" in creep["reason"] and 300 < creep["peak_rss_mb"] <= 500
+    assert "MemoryError" in creep["reason"] and 300 < creep["peak_rss_mb"] <= 500 + 64
 
     # A second run with the same file computes nothing; --retry reruns only the chosen status.
     assert run_benchmark(cfg, log=lambda _: None) == []

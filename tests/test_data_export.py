@@ -21,6 +21,7 @@ from fmnist.errors import DataError
 from fmnist.viz.sprite import make_sprite, save_sprite
 
 LIMIT = 200
+NPZ_KEY = {"train": "train", "t10k": "test"}  # our split -> the Keras key suffix in the NPZ
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,9 @@ def test_cli_export_round_trip_on_real_data(tmp_path, real_data, real_head, caps
     if fmt == "npz":
         assert printed.split() == [str(out / "fashion.npz")]
         with np.load(out / "fashion.npz") as npz:
-            back = {kind: (npz[f"x_{kind}"], npz[f"y_{kind}"]) for kind in ("train", "t10k")}
+            # Keras' names: what keras.datasets.fashion_mnist.load_data() returns
+            assert sorted(npz.files) == ["classes", "x_test", "x_train", "y_test", "y_train"]
+            back = {kind: (npz[f"x_{key}"], npz[f"y_{key}"]) for kind, key in NPZ_KEY.items()}
             assert npz["classes"][0] == "T-shirt/top" and len(npz["classes"]) == 10
     elif fmt == "csv":
         assert printed.split() == [str(out / "fashion-train.csv"), str(out / "fashion-t10k.csv")]
@@ -126,13 +129,27 @@ def test_export_all_formats_full_round_trip(tiny_spec, tiny_idx_dir, tmp_path):
         for images, labels in (
             read_csv(out / f"tiny-{kind}.csv"),
             read_png_tree(out / f"tiny-{kind}"),
-            (npz[f"x_{kind}"], npz[f"y_{kind}"]),
+            (npz[f"x_{NPZ_KEY[kind]}"], npz[f"y_{NPZ_KEY[kind]}"]),
         ):
             np.testing.assert_array_equal(images, split.images)
             np.testing.assert_array_equal(labels, split.labels)
     assert sorted(p.name for p in (out / "tiny-train").iterdir() if p.name != ".fmnist-export.json") == [
         class_dirname(i, f"class{i}") for i in range(10)
     ]
+
+
+def test_npz_has_keras_keys_and_shapes(tiny_spec, tiny_idx_dir, tmp_path):
+    ds = load_dataset("tiny", tiny_idx_dir)
+    export(ds, tmp_path / "both", "npz")
+    with np.load(tmp_path / "both" / "tiny.npz") as npz:
+        assert sorted(npz.files) == ["classes", "x_test", "x_train", "y_test", "y_train"]
+        assert npz["x_train"].shape == (len(ds.train), 28, 28) and npz["x_train"].dtype == np.uint8
+        assert npz["y_train"].shape == (len(ds.train),) and npz["y_train"].dtype == np.uint8
+        assert npz["x_test"].shape == (len(ds.test), 28, 28) and npz["y_test"].shape == (len(ds.test),)
+    export(ds, tmp_path / "test", "npz", ("t10k",), limit=3)
+    with np.load(tmp_path / "test" / "tiny.npz") as npz:
+        assert sorted(npz.files) == ["classes", "x_test", "y_test"]
+        assert npz["x_test"].shape == (3, 28, 28)
 
 
 def test_png_export_replaces_the_old_tree_and_leaves_no_temporaries(tiny_spec, tiny_idx_dir, tmp_path):

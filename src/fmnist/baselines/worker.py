@@ -45,8 +45,8 @@ def load_arrays(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """``(x_train, y_train, x_test, y_test, fingerprint)`` from a verified data set or an exported NPZ.
 
-    The NPZ is the one ``fmnist data export --format npz`` writes (``x_train``, ``y_train``,
-    ``x_t10k``, ``y_t10k``); its fingerprint is a hash of the file.
+    The NPZ is the one ``fmnist data export --format npz`` writes (Keras' ``x_train``, ``y_train``,
+    ``x_test``, ``y_test``; older exports' ``x_t10k``, ``y_t10k`` too); its fingerprint is a hash of the file.
     """
     if data_npz is None:
         ds = load_dataset(dataset, data_dir)
@@ -55,11 +55,12 @@ def load_arrays(
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         with np.load(path) as npz:
-            arrays = [npz[k] for k in ("x_train", "y_train", "x_t10k", "y_t10k")]
+            test = "test" if "x_test" in npz.files else "t10k"  # Keras' names; older exports said t10k
+            arrays = [npz[k] for k in ("x_train", "y_train", f"x_{test}", f"y_{test}")]
     except FileNotFoundError:
         raise DataError(f"{path}: not found") from None
     except KeyError as exc:
-        raise DataError(f"{path}: missing array {exc}; expected x_train, y_train, x_t10k, y_t10k") from None
+        raise DataError(f"{path}: missing array {exc}; expected x_train, y_train, x_test, y_test") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not an NPZ file ({exc})") from None
     x_train, y_train, x_test, y_test = arrays

@@ -75,7 +75,13 @@ def register(sub) -> None:
 
     exp = add_command(dsub, "export", cmd_export)
     add_source_args(exp)
-    exp.add_argument("--format", choices=("npz", "csv", "png"), default="npz")
+    exp.add_argument(
+        "--format",
+        choices=("npz", "csv", "png", "parquet"),
+        default="npz",
+        help="npz: Keras' keys x_train, y_train, x_test, y_test; parquet: the Hugging Face Hub's layout "
+        '(needs pip install "fmnist[hf]")',
+    )
     exp.add_argument("--out", type=Path, default=Path("exported"), help="output folder")
     exp.add_argument("--split", choices=("train", "t10k", "both"), default="both")
     exp.add_argument("--limit", type=int, default=None, help="only the first N images of each split")
@@ -144,10 +150,13 @@ def cmd_info(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """write the data as NPZ, CSV or PNG folders
+    """write the data as NPZ, CSV, PNG folders or Parquet
 
-    Export the data. CSV uses the common label,pixel1..pixel784 layout; PNG writes one folder per split
-    and class.
+    Export the data. NPZ holds Keras' arrays x_train, y_train, x_test, y_test (np.load gives what
+    keras.datasets.fashion_mnist.load_data() returns); CSV uses the common label,pixel1..pixel784 layout;
+    PNG writes one folder per split and class; Parquet writes NAME-train.parquet and NAME-test.parquet in
+    the Hugging Face Hub's layout (image: PNG bytes, label: ClassLabel with the class names), which
+    datasets.load_dataset("parquet", data_files=...) reads.
 
     Example: fmnist data export --format csv --out exported/
     """

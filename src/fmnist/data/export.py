@@ -1,4 +1,11 @@
-"""Export a loaded data set as NPZ, CSV (``label,pixel1..pixel784``) or PNG folders, and read them back.
+"""Export a data set as NPZ, CSV (``label,pixel1..pixel784``), PNG folders or Parquet; read them back.
+
+The NPZ uses Keras' key names (``x_train, y_train, x_test, y_test``, plus ``classes``), so
+``np.load`` gives what ``keras.datasets.fashion_mnist.load_data()`` returns. The Parquet files
+(``<name>-train.parquet``, ``<name>-test.parquet``) have the Hugging Face Hub's schema: ``image`` a
+struct ``{bytes: PNG, path: null}`` and ``label`` an int64, with the ``datasets`` features in the
+schema metadata, so ``datasets.load_dataset("parquet", ...)`` reads ``label`` back as a ClassLabel
+with the class names. Parquet needs pyarrow (``pip install "fmnist[hf]"``), imported only here.
 
 Every export is atomic: a file goes through a temporary name; a PNG tree is written into a
 temporary folder and renamed into place, so an interrupted export never looks complete. SIGTERM
@@ -30,10 +37,13 @@ from PIL import Image
 
 from fmnist.data.loader import Dataset
 from fmnist.data.sources import dataset_cache
-from fmnist.errors import ConfigError, DataError
+from fmnist.errors import ConfigError, DataError, FmnistError
 from fmnist.fsio import atomic_open, cleanup_on_signals, usual_mode, write_json
 
-FORMATS = ("npz", "csv", "png")
+FORMATS = ("npz", "csv", "png", "parquet")
+NPZ_KEYS = {"train": "train", "t10k": "test"}  # our split -> Keras' key suffix (x_train, ..., y_test)
+HF_SPLITS = {"train": "train", "t10k": "test"}  # our split -> the Hugging Face split name
+PARQUET_ROWS = 10_000  # images per Parquet row group: the PNGs of one group are all that is held
 MANIFEST = ".fmnist-export.json"  # marks an export's own output
 TOOL = "fmnist data export"
 _PNG_NAME = re.compile(r"(\d+)\.png")
@@ -96,11 +106,15 @@ def export(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder (--out names the folder to write into)")
+    if fmt == "parquet":
+        _pyarrow()  # missing: one line before anything is written
     inputs = input_paths(ds)
     if fmt == "npz":
         targets = [out / f"{ds.name}.npz"]
     elif fmt == "csv":
         targets = [out / f"{ds.name}-{kind}.csv" for kind in kinds]
+    elif fmt == "parquet":
+        targets = [out / f"{ds.name}-{HF_SPLITS[kind]}.parquet" for kind in kinds]
     else:
         targets = [out / f"{ds.name}-{kind}" for kind in kinds]
     for target in targets:
@@ -131,7 +145,7 @@ def _write(
             arrays = {}
             for kind in kinds:
                 images, labels = _subset(ds, kind, limit)
-                arrays[f"x_{kind}"], arrays[f"y_{kind}"] = images, labels
+                arrays[f"x_{NPZ_KEYS[kind]}"], arrays[f"y_{NPZ_KEYS[kind]}"] = images, labels
             with atomic_open(targets[0], "wb") as fh:
                 np.savez_compressed(fh, classes=np.array(ds.classes), **arrays)
             _record_file(targets[0])
@@ -140,6 +154,9 @@ def _write(
             images, labels = _subset(ds, kind, limit)
             if fmt == "csv":
                 write_csv(path, images, labels)
+                _record_file(path)
+            elif fmt == "parquet":
+                write_parquet(path, images, labels, ds.classes)
                 _record_file(path)
             else:
                 write_png_tree(
@@ -222,6 +239,77 @@ def read_csv(path: Path, side: int = 28) -> tuple[np.ndarray, np.ndarray]:
     if data.shape[1] != 1 + side * side or data.min(initial=0) < 0 or data.max(initial=0) > 255:
         raise DataError(f"{path}: expected 1 + {side * side} columns of values 0..255")
     return data[:, 1:].astype(np.uint8).reshape(-1, side, side), data[:, 0].astype(np.uint8)
+
+
+# --- Parquet (the Hugging Face Hub's layout) ------------------------------------------------------------
+
+
+def _pyarrow():
+    """``pyarrow`` and ``pyarrow.parquet``, or a one-line error saying how to install them."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise FmnistError('the parquet export needs pyarrow: pip install "fmnist[hf]"') from None
+    return pyarrow, pyarrow.parquet
+
+
+def hf_features(classes: Iterable[str]) -> dict:
+    """The ``datasets`` features JSON (``Image`` + ``ClassLabel``) stored under the ``huggingface`` key."""
+    return {
+        "info": {
+            "features": {
+                "image": {"_type": "Image"},
+                "label": {"names": list(classes), "_type": "ClassLabel"},
+            }
+        }
+    }
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One grayscale image as PNG file bytes (what ``datasets.Image()`` stores for an array)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_parquet(
+    path: Path, images: np.ndarray, labels: np.ndarray, classes: Iterable[str], *, rows: int = PARQUET_ROWS
+) -> None:
+    """``image`` {bytes: PNG, path: null}, ``label`` int64, in row groups of ``rows`` images, atomically."""
+    pa, pq = _pyarrow()
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema(
+        [("image", image_type), ("label", pa.int64())],
+        metadata={"huggingface": json.dumps(hf_features(classes))},
+    )
+    with atomic_open(path, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
+        for start in range(0, max(len(labels), 1), rows):
+            chunk = images[start : start + rows]
+            encoded = [{"bytes": png_bytes(img), "path": None} for img in chunk]
+            table = pa.table(
+                {
+                    "image": pa.array(encoded, type=image_type),
+                    "label": pa.array(np.asarray(labels[start : start + rows], dtype=np.int64)),
+                },
+                schema=schema,
+            )
+            writer.write_table(table, row_group_size=rows)
+
+
+def read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a Parquet export back: (n, h, w) uint8 images decoded from the PNGs, uint8 labels."""
+    _, pq = _pyarrow()
+    try:
+        table = pq.read_table(path, columns=["image", "label"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: cannot read Parquet: {exc}") from None
+    images = []
+    for cell in table.column("image").to_pylist():
+        with Image.open(io.BytesIO(cell["bytes"])) as im:
+            images.append(np.asarray(im.convert("L")))
+    labels = np.asarray(table.column("label").to_numpy(), dtype=np.uint8)
+    return (np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)), labels
 
 
 # --- PNG trees: the manifest inside the tree names its class folders and image count -------------------

@@ -119,6 +119,10 @@ class TrainConfig:
     )
     eval_batch_size: int = knob(1024, "images per evaluation step", lo=1, hi=65_536)
     # --- bookkeeping
+    tensorboard: bool = knob(
+        False,
+        "write TensorBoard event files to RUN_DIR/tensorboard (needs: pip install 'fmnist[tensorboard]')",
+    )
     preset: str | None = knob(None, "the named preset this config started from, if any")
 
     def __post_init__(self) -> None:
@@ -170,7 +174,8 @@ class TrainConfig:
 
         ``threads`` above the cores this process may use is capped at them (a one-line note on stderr
         unless ``quiet``); a model whose estimated training memory exceeds what is free on its device is
-        refused, with the estimate, before anything is allocated (:mod:`fmnist.train.budget`).
+        refused, with the estimate, before anything is allocated (:mod:`fmnist.train.budget`);
+        ``tensorboard`` without the ``tensorboard`` package is refused too.
         """
         self._check()
         config = self
@@ -184,6 +189,11 @@ class TrainConfig:
             config = dataclasses.replace(self, threads=cores)
         # here: the memory check needs torch, and `fmnist --help` imports this module
         from fmnist.train.budget import check_fits
+
+        if self.tensorboard:  # a missing package is one line before anything is loaded or trained
+            from fmnist.train.tensorboard import require_tensorboard
+
+            require_tensorboard()
 
         check_fits(config)
         return config

@@ -19,7 +19,7 @@ from fmnist.train.config import TrainConfig
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-MACHINE_KNOBS = ("device", "threads", "data_dir", "compile")  # may change when a run is resumed
+MACHINE_KNOBS = ("device", "threads", "data_dir", "compile", "tensorboard")  # may change on resume
 
 
 def check_run_dir(

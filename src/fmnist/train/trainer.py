@@ -52,6 +52,7 @@ from fmnist.train.device import resolve_device, set_threads
 from fmnist.train.distributed import World, from_env, setup, teardown
 from fmnist.train.loop import EMA, Progress, RunPlan, check_finite, evaluate, train_one_epoch
 from fmnist.train.run_folder import CONFIG_FILE, METRICS_FILE, check_run_dir, config_conflicts
+from fmnist.train.tensorboard import TensorBoardLog
 from fmnist.train.whiten import whiten_first_layer
 
 STATE_FORMAT = "fmnist-train-state/1"
@@ -419,17 +420,25 @@ def train(cfg: TrainConfig, run_dir: Path | None, resume: bool = False, **kwargs
     cfg = cfg.validate()
     world = from_env()
     device = setup(world, resolve_device(cfg.device))
+    board = None
     try:
         if run_dir is not None:
             cfg = check_run_dir(run_dir, cfg, resume)
         if world.active:
             dist.barrier()  # every rank checked the run folder before rank 0 writes into it
         data = load_training_data(cfg, device)
+        board = TensorBoardLog.when(cfg, run_dir, world.is_main)  # --tensorboard: RUN_DIR/tensorboard
+        if board is not None:
+            kwargs["on_epoch_end"] = board.chain(kwargs.get("on_epoch_end"))
         result = fit(cfg, data, run_dir, resume=resume, world=world, **kwargs)
+        if board is not None:
+            board.confusion(result.model, data, cfg, result.best_epoch)
         if run_dir is not None and world.is_main and (run_dir / MODEL_FILE).exists():
             calibrate_run(result.model, data, cfg, run_dir, kwargs.get("log", print))
         return result
     finally:
+        if board is not None:
+            board.close()
         teardown(world)
 
 

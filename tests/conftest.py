@@ -63,6 +63,9 @@ TINY_FILES = {key: res.filename for key, res in FASHION.resources.items()}  # th
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path_factory.mktemp("fmnist-cache")))
+    monkeypatch.setenv(
+        "KERAS_HOME", str(tmp_path_factory.mktemp("keras-home"))
+    )  # a user's ~/.keras is not used
     for var in ("FMNIST_DATA_DIR", "FMNIST_MIRROR", "FMNIST_NO_SYSTEM_DATA"):
         monkeypatch.delenv(var, raising=False)
 

@@ -255,3 +255,179 @@ def test_mirror_env_replaces_registry_mirrors(five_sources, loopback, monkeypatc
     monkeypatch.setenv("FMNIST_MIRROR", "http://127.0.0.1:9/nothing/," + loopback.url)
     files = locate("tiny", quiet=True, retries=1, timeout=2, backoff=0)
     assert files.origin == "download"
+
+
+# ---------------------------------------------------------------- Keras' cache, SHA-256, https mirror (issue #16)
+
+KERAS_SUBDIR = "datasets/fashion-mnist"  # as in the registry's Fashion-MNIST entry
+
+
+@pytest.fixture
+def keras_home(tmp_path, tiny_idx_dir, register_dataset, loopback, monkeypatch):
+    """A home folder whose ``~/.keras/datasets/fashion-mnist`` holds the tiny set (as Keras leaves it:
+    the four .gz files); the tiny set registered with that Keras folder, no system copy, and a
+    loopback mirror that serves the files (so a fall-through to download is seen, not an error)."""
+    for name in FILES.values():
+        loopback.serve(name, loopback.Reply((tiny_idx_dir / name).read_bytes()))
+    home = tmp_path / "home"
+    copy_set(tiny_idx_dir, home / ".keras" / KERAS_SUBDIR)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("FMNIST_NO_SYSTEM_DATA", "1")
+    register_dataset(tiny_idx_dir, mirrors=(loopback.url,), keras_dir=KERAS_SUBDIR)
+    return home / ".keras"
+
+
+def test_registry_names_keras_folder_only_for_fashion():
+    from fmnist.data.registry import MNIST
+
+    assert FASHION.keras_dir == KERAS_SUBDIR
+    assert MNIST.keras_dir is None  # Keras keeps MNIST as one mnist.npz, not IDX files
+
+
+def test_keras_cache_is_used_when_nothing_else_is(keras_home, loopback, capsys):
+    kdir = keras_home / KERAS_SUBDIR
+    files = locate("tiny", quiet=True, retries=1, timeout=2, backoff=0)
+    assert (files.origin, files.directory) == ("Keras cache", kdir)
+    assert files.describe() == f"Keras cache ({kdir})"
+    assert all(p.parent == kdir for p in files.paths.values())
+    assert loopback.requests == []  # nothing downloaded
+    ds = load_dataset("tiny")
+    assert ds.files.origin == "Keras cache" and ds.train.images.shape == (100, 28, 28)
+    assert capsys.readouterr().err == ""
+
+
+def test_fetch_command_names_the_keras_cache(keras_home, capsys):
+    from fmnist.cli import main
+
+    assert main(["data", "fetch", "--dataset", "tiny"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"Tiny (tiny): 4 files verified, from Keras cache ({keras_home / KERAS_SUBDIR})"
+    )
+
+
+def test_keras_home_env_overrides_the_home_folder(keras_home, tmp_path, tiny_idx_dir, monkeypatch):
+    other = copy_set(tiny_idx_dir, tmp_path / "elsewhere" / KERAS_SUBDIR)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "elsewhere"))
+    assert locate("tiny", quiet=True).directory == other
+
+
+def test_absent_keras_cache_is_skipped_quietly(keras_home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "no-such-home"))
+    with pytest.raises(DataError, match="not found.*fmnist data fetch"):
+        locate("tiny", download_missing=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_damaged_keras_file_is_skipped_and_left_alone(keras_home, loopback, capsys):
+    kdir = keras_home / KERAS_SUBDIR
+    bad = kdir / FILES["train-labels"]
+    bad.write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x02\x07\x07"))
+    before = snapshot(keras_home)
+    files = locate("tiny", quiet=True, retries=1, timeout=2, backoff=0)
+    assert files.origin == "download"  # Keras' copy is incomplete without it: nothing of it is used
+    assert all(p.parent != kdir for p in files.paths.values())
+    assert snapshot(keras_home) == before  # not moved aside, not rewritten, nothing added
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "checksum mismatch" in err[0] and "not used" in err[0]
+
+
+def test_unreadable_keras_folder_is_one_warning(keras_home, loopback, monkeypatch, capsys):
+    import fmnist.data.sources as sources
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(sources, "verify_file", unreadable)  # the Keras folder is the first scanned
+    monkeypatch.setattr(sources, "download", unreadable)
+    with pytest.raises(PermissionError):  # the download stand-in: only the warning matters here
+        locate("tiny", quiet=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"warning: Keras cache {keras_home / KERAS_SUBDIR}: cannot read (Permission denied); not used"
+    ]
+
+
+def test_source_order_with_keras_cache(five_sources, tmp_path, tiny_idx_dir, monkeypatch, loopback):
+    """cache > system copy > Keras cache > download, each named."""
+    import dataclasses
+
+    from fmnist.data.registry import DATASETS
+
+    monkeypatch.delenv("FMNIST_DATA_DIR")
+    kdir = copy_set(tiny_idx_dir, tmp_path / "keras" / KERAS_SUBDIR)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setitem(DATASETS, "tiny", dataclasses.replace(DATASETS["tiny"], keras_dir=KERAS_SUBDIR))
+    dirs = {**five_sources, "Keras cache": kdir}
+    steps = [
+        ("cache", lambda: None),
+        ("system copy", lambda: shutil.rmtree(dirs["cache"])),
+        ("Keras cache", lambda: shutil.rmtree(dirs["system copy"])),
+        ("download", lambda: shutil.rmtree(kdir)),
+    ]
+    for origin, remove_previous in steps:
+        remove_previous()
+        files = locate("tiny", quiet=True, retries=1, timeout=2, backoff=0)
+        assert files.describe() == f"{origin} ({dirs[origin]})"
+        assert bool(loopback.requests) == (origin == "download")
+
+
+def with_sha256(spec, directory: Path, wrong: str | None = None):
+    """``spec`` with the content SHA-256 of the files in ``directory`` recorded; ``wrong``'s forged."""
+    import dataclasses
+    import hashlib
+
+    resources = {}
+    for key, res in spec.resources.items():
+        sha = hashlib.sha256(gzip.decompress((directory / res.filename).read_bytes())).hexdigest()
+        resources[key] = dataclasses.replace(res, content_sha256="0" * 64 if key == wrong else sha)
+    return dataclasses.replace(spec, resources=resources)
+
+
+@pytest.mark.parametrize("recompressed", [False, True], ids=["official-gz", "recompressed"])
+def test_content_sha256_is_checked_beside_md5(tmp_path, tiny_spec, tiny_idx_dir, monkeypatch, recompressed):
+    """A file whose MD5s match is still refused when its content SHA-256 does not: one line."""
+    from fmnist.data.registry import DATASETS
+
+    user = copy_set(tiny_idx_dir, tmp_path / "user")
+    if recompressed:  # verifies by content MD5, then by SHA-256
+        path = user / FILES["t10k-labels"]
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), mtime=7))
+    monkeypatch.setitem(DATASETS, "tiny", with_sha256(tiny_spec, tiny_idx_dir))
+    assert set(locate("tiny", user).verified) == set(FILES)  # right SHA-256s: accepted (and remembered)
+    monkeypatch.setitem(DATASETS, "tiny", with_sha256(tiny_spec, tiny_idx_dir, wrong="t10k-labels"))
+    with pytest.raises(ChecksumMismatch) as info:  # the memo does not vouch for another expected SHA-256
+        locate("tiny", user)
+    message = str(info.value)
+    assert "\n" not in message and str(user / FILES["t10k-labels"]) in message
+    assert "content SHA-256" in message and "expected " + "0" * 64 in message
+
+
+def test_cache_file_with_wrong_sha256_is_moved_aside(tmp_path, tiny_spec, tiny_idx_dir, monkeypatch, capsys):
+    from fmnist.data.registry import DATASETS
+
+    cache = copy_set(tiny_idx_dir, dataset_cache(tiny_spec) / "raw")
+    monkeypatch.setitem(DATASETS, "tiny", with_sha256(tiny_spec, tiny_idx_dir, wrong="train-images"))
+    with pytest.raises(DataError, match="not found"):
+        locate("tiny", download_missing=False)
+    assert len(list(cache.glob(FILES["train-images"] + ".bad-*"))) == 1
+    assert "content SHA-256" in capsys.readouterr().err
+
+
+def test_fashion_sha256_recorded_and_right(fashion_dir):
+    """Every Fashion-MNIST file has a content SHA-256, and the real files pass it."""
+    for res in FASHION.resources.values():
+        assert len(res.content_sha256 or "") == 64
+        path = fashion_dir / res.filename
+        if not path.is_file():
+            path = fashion_dir / res.stem
+        assert verify_file(path, res) in (OFFICIAL, CONTENT)
+
+
+def test_first_mirror_is_https():
+    from fmnist.data.download import check_mirrors
+    from fmnist.data.registry import DATASETS
+
+    for spec in DATASETS.values():
+        assert spec.mirrors[0].startswith("https://"), spec.name
+        assert check_mirrors(spec.mirrors) == list(spec.mirrors)

@@ -242,7 +242,7 @@ DEVICE_HELP = "where the model runs: auto (CUDA when present, else the CPU), cpu
 CPU_BY_DEFAULT = "why cpu: a few pictures at a time need no GPU, and ONNX models run on the CPU only"
 DATA_DIR_HELP = (
     "folder holding the four IDX files (.gz or raw); default: $FMNIST_DATA_DIR, the cache, "
-    "the system copy (skipped when $FMNIST_NO_SYSTEM_DATA=1)"
+    "the system copy (skipped when $FMNIST_NO_SYSTEM_DATA=1), Keras' cache ($KERAS_HOME or ~/.keras)"
 )
 
 

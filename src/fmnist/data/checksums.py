@@ -1,7 +1,9 @@
-"""Verify a data file against its published .gz MD5 or, failing that, its decompressed-content MD5.
+"""Verify a data file against its published .gz MD5 or, failing that, its decompressed-content MD5;
+and, where the registry records one, always against its decompressed-content SHA-256 as well.
 
 Debian's copy holds the same deflate streams with rewritten gzip headers, so its .gz MD5s differ
 from the README's while the decompressed bytes are identical: accept either, say which matched.
+MD5 collisions can be made on purpose, so a file that passes an MD5 must also pass the SHA-256.
 Results are remembered per (path, size, mtime) so a second run does not re-hash 26 MB.
 """
 
@@ -33,17 +35,23 @@ def md5_bytes(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class ChecksumMismatch(DataError):
     """The file is readable but is not the published content."""
 
 
 def verify_file(path: Path, resource: Resource, memo: VerifyMemo | None = None) -> str:
-    """Return how ``path`` verified (OFFICIAL or CONTENT); raise ChecksumMismatch or IdxError otherwise."""
+    """Return how ``path`` verified (OFFICIAL or CONTENT; either way the content SHA-256 too, where
+    recorded); raise ChecksumMismatch or IdxError otherwise."""
     if memo is not None and (how := memo.get(path, resource)):
         return how
     size, cap = path.stat().st_size, resource.max_download_bytes
     if size > cap:  # hashing (or gunzipping) a huge file would take long and prove nothing
         raise ChecksumMismatch(f"{path}: {size} bytes, more than any copy of {resource.filename} ({cap})")
+    content = None
     if md5_file(path) == resource.gz_md5:
         how = OFFICIAL
     else:
@@ -54,6 +62,14 @@ def verify_file(path: Path, resource: Resource, memo: VerifyMemo | None = None) 
             expected = resource.content_md5 or f"(.gz) {resource.gz_md5}"
             raise ChecksumMismatch(f"{path}: checksum mismatch: content MD5 {got}, expected {expected}")
         how = CONTENT
+    if resource.content_sha256 is not None:
+        if content is None:
+            content = read_bytes(path, resource.content_size)
+        got = sha256_bytes(content)
+        if got != resource.content_sha256:
+            raise ChecksumMismatch(
+                f"{path}: checksum mismatch: content SHA-256 {got}, expected {resource.content_sha256}"
+            )
     if memo is not None:
         memo.put(path, resource, how)
     return how
@@ -77,7 +93,14 @@ class VerifyMemo:
     @staticmethod
     def _key(path: Path, resource: Resource) -> tuple[str, list]:
         st = path.stat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, resource.gz_md5, resource.content_md5]
+        stamp = [
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+            resource.gz_md5,
+            resource.content_md5,
+            resource.content_sha256,
+        ]
         return str(path.resolve()), stamp
 
     def get(self, path: Path, resource: Resource) -> str | None:

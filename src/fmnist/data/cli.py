@@ -106,7 +106,7 @@ MAX_SPRITE_COLUMNS = 500  # 14,000 pixels wide; more is a typo, not a picture
 def cmd_fetch(args) -> int:
     """find or download the four files and verify them
 
-    Find verified files locally (--data-dir, cache, system copy) or download them.
+    Find verified files locally (--data-dir, cache, system copy, Keras' cache) or download them.
 
     Example: fmnist data fetch --mirror http://127.0.0.1:8000/
     """
@@ -126,7 +126,7 @@ def cmd_fetch(args) -> int:
 def cmd_verify(args) -> int:
     """check every file's checksum and header
 
-    Verify the files against the published MD5s and the decompressed-content MD5s.
+    Verify the files against the published MD5s and the decompressed-content MD5s (and, for Fashion-MNIST, SHA-256s).
 
     Example: fmnist data verify --data-dir /usr/share/datasets/fashion-mnist
     """

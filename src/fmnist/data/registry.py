@@ -11,13 +11,15 @@ SPLITS = ("train", "t10k")  # the README's `kind` names: training and test split
 
 @dataclass(frozen=True)
 class Resource:
-    """One published file: its name, the MD5 of the published .gz, and of its decompressed content."""
+    """One published file: its name, the MD5 of the published .gz, and the MD5 and SHA-256 of its
+    decompressed content (MD5 alone can be forged; SHA-256 cannot, today)."""
 
     filename: str  # e.g. "train-images-idx3-ubyte.gz"
     gz_md5: str  # MD5 of the .gz as published (the README's table)
     content_md5: str | None  # MD5 of the decompressed IDX bytes; lets re-compressed copies verify
     size: int | None = None  # bytes of the published .gz, for the progress bar
     content_size: int | None = None  # bytes of the decompressed IDX file: bounds any download
+    content_sha256: str | None = None  # SHA-256 of the decompressed IDX bytes; checked on every path
 
     @property
     def max_download_bytes(self) -> int:
@@ -49,6 +51,9 @@ class DatasetSpec:
     mirrors: tuple[str, ...]  # base URLs, tried in order
     system_dirs: tuple[str, ...] = ()  # where an operating system package puts the files
     counts: dict[str, int] | None = None  # expected images per split
+    # Where Keras' `load_data()` caches this data set as the four published .gz files, relative to
+    # Keras' home (``$KERAS_HOME``, else ``~/.keras``); None where Keras keeps it in another format.
+    keras_dir: str | None = None
 
     def resource(self, kind: str, part: str) -> Resource:
         return self.resources[f"{kind}-{part}"]
@@ -69,6 +74,9 @@ FASHION = DatasetSpec(
         "Bag",
         "Ankle boot",
     ),
+    # Content SHA-256s computed from Debian's dataset-fashion-mnist, whose decompressed bytes equal the
+    # official files (the content MD5s match). The SHA-256 of the official .gz files is not recorded:
+    # the official host was unreachable where these were computed, and Debian's .gz are re-compressed.
     resources={
         "train-images": Resource(
             "train-images-idx3-ubyte.gz",
@@ -76,6 +84,7 @@ FASHION = DatasetSpec(
             "f4a8712d7a061bf5bd6d2ca38dc4d50a",
             26_421_880,
             47_040_016,
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         ),
         "train-labels": Resource(
             "train-labels-idx1-ubyte.gz",
@@ -83,6 +92,7 @@ FASHION = DatasetSpec(
             "9018921c3c673c538a1fc5bad174d6f9",
             29_515,
             60_008,
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         ),
         "t10k-images": Resource(
             "t10k-images-idx3-ubyte.gz",
@@ -90,6 +100,7 @@ FASHION = DatasetSpec(
             "8181f5470baa50b63fa0f6fddb340f0a",
             4_422_102,
             7_840_016,
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         ),
         "t10k-labels": Resource(
             "t10k-labels-idx1-ubyte.gz",
@@ -97,14 +108,20 @@ FASHION = DatasetSpec(
             "15d484375f8d13e6eb1aabb0c3f46965",
             5_148,
             10_008,
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         ),
     },
     mirrors=(
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        # The README's bucket over https: S3 website endpoints (s3-website.REGION) serve plain http
+        # only, so https goes to the same bucket's REST endpoint. Not reachable from where this was
+        # written: untested here, and the http website endpoint stays as the last fallback.
+        "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
         "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ),
     system_dirs=("/usr/share/datasets/fashion-mnist",),
+    keras_dir="datasets/fashion-mnist",  # keras.datasets.fashion_mnist: the four .gz files
     counts={"train": 60_000, "t10k": 10_000},
 )
 
@@ -113,7 +130,8 @@ MNIST = DatasetSpec(
     title="MNIST",
     classes=tuple(str(d) for d in range(10)),
     resources={
-        # Decompressed-content MD5s are not recorded for MNIST: only the official .gz verifies.
+        # Decompressed-content MD5s and SHA-256s are not recorded for MNIST (no copy of it was at
+        # hand to compute them from): only the official .gz MD5 verifies.
         "train-images": Resource(
             "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", None, 9_912_422, 47_040_016
         ),
@@ -132,6 +150,7 @@ MNIST = DatasetSpec(
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
     ),
     system_dirs=("/usr/share/datasets/mnist",),
+    # No keras_dir: Keras keeps MNIST as one `datasets/mnist.npz`, not the four IDX .gz files.
     counts={"train": 60_000, "t10k": 10_000},
 )
 

@@ -1,10 +1,14 @@
 """Find verified data files, in a fixed order, and say where they came from.
 
 Order: ``--data-dir`` (or ``$FMNIST_DATA_DIR``) -> the project's cache -> the operating system's
-copy (Debian/Ubuntu ``dataset-fashion-mnist``) -> download from the mirrors into the cache.
+copy (Debian/Ubuntu ``dataset-fashion-mnist``) -> Keras' cache (``$KERAS_HOME``, else ``~/.keras``,
+``datasets/fashion-mnist/``, where ``keras.datasets.fashion_mnist.load_data()`` left the four .gz
+files) -> download from the mirrors into the cache.
 A file that fails verification is never used: in the cache it is moved aside (``NAME.bad-TIME``)
-and fetched again; in a folder the user named, it is an error. ``$FMNIST_NO_SYSTEM_DATA=1`` skips
-the system copy (to test or force the download path on a machine that has one).
+and fetched again; in a folder the user named, it is an error; in the system copy or Keras' cache
+(other tools' folders) it is skipped with a warning and left exactly as it is.
+``$FMNIST_NO_SYSTEM_DATA=1`` skips the system copy (to test or force the download path on a machine
+that has one); Keras' cache is read whenever it holds all four files.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ ENV_DATA_DIR = "FMNIST_DATA_DIR"
 ENV_CACHE = "FMNIST_CACHE"
 ENV_MIRROR = "FMNIST_MIRROR"  # comma-separated base URLs that replace the registry's mirrors
 ENV_NO_SYSTEM = "FMNIST_NO_SYSTEM_DATA"  # "1": ignore the operating system's copy
+ENV_KERAS_HOME = "KERAS_HOME"  # Keras' own variable for the folder it caches downloads in
+KERAS_CACHE = "Keras cache"  # the origin named to the user
 
 
 def cache_root() -> Path:
@@ -32,6 +38,20 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "fmnist"
+
+
+def keras_home() -> Path | None:
+    """Keras' folder as Keras finds it: ``$KERAS_HOME``, else ``~/.keras``; None without a home folder.
+
+    (Keras falls back to ``/tmp/.keras`` when the home folder is read-only; that shared folder is
+    not searched here.)
+    """
+    if env := os.environ.get(ENV_KERAS_HOME):
+        return Path(env).expanduser()
+    try:
+        return Path.home() / ".keras"
+    except RuntimeError:  # no $HOME and no passwd entry
+        return None
 
 
 def dataset_cache(spec: DatasetSpec) -> Path:
@@ -44,7 +64,7 @@ class DataFiles:
     """The four verified files of one data set and where they came from."""
 
     spec: DatasetSpec
-    origin: str  # "--data-dir", "$FMNIST_DATA_DIR", "cache", "system copy", "download"
+    origin: str  # "--data-dir", "$FMNIST_DATA_DIR", "cache", "system copy", "Keras cache", "download"
     directory: Path
     paths: dict[str, Path]  # "train-images" -> path
     verified: dict[str, str] = field(default_factory=dict)  # "train-images" -> how it verified
@@ -139,6 +159,17 @@ def locate(
         spaths, sverified = _scan(spec, sdir, memo, move_bad=False)
         if len(spaths) == len(spec.resources):
             return DataFiles(spec, "system copy", sdir, spaths, sverified)
+
+    # Another tool's cache: read-only like the system copy (a bad file there is skipped, never moved).
+    if spec.keras_dir is not None and (home := keras_home()) is not None:
+        kdir = home / spec.keras_dir
+        try:
+            kpaths, kverified = _scan(spec, kdir, memo, move_bad=False) if kdir.is_dir() else ({}, {})
+        except OSError as exc:  # an unreadable folder or file of another user's tool: skip, say why
+            log(f"warning: {KERAS_CACHE} {kdir}: cannot read ({exc.strerror or exc}); not used")
+            kpaths, kverified = {}, {}
+        if len(kpaths) == len(spec.resources):
+            return DataFiles(spec, KERAS_CACHE, kdir, kpaths, kverified)
 
     if not download_missing:
         missing = [r.filename for k, r in spec.resources.items() if k not in paths]

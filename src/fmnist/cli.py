@@ -73,6 +73,7 @@ EXTRAS = {
     "dask": "bench",
     "distributed": "bench",
     "umap": "viz",
+    "cleanlab": "audit",
 }
 
 

@@ -14,14 +14,18 @@ t_j (the mean p_j over images labelled j) and is the most probable such class.
 
 from __future__ import annotations
 
+import io
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from fmnist.errors import ConfigError
+from fmnist.errors import ConfigError, DataError
+from fmnist.fsio import write_bytes
 from fmnist.models.inference import load_model
 from fmnist.models.scoring import accuracy
 from fmnist.train import TrainingData, fit, make_config
@@ -155,3 +159,88 @@ def run_scores(run_dir, images: np.ndarray, labels: np.ndarray, classes: tuple[s
         )
     probs = model.predict_proba(np.asarray(images)).astype(np.float32)
     return LabelScores(probs, np.asarray(labels).astype(np.int64), np.full(len(labels), -1))
+
+
+OOF_FILE = "oof_probabilities.npz"
+
+
+def save_probabilities(path: str | Path, scores: LabelScores, split: np.ndarray, index: np.ndarray) -> Path:
+    """Write the out-of-sample probabilities (atomically), so later comparisons need no retraining.
+
+    Arrays: ``probs`` float32 (n, classes), ``labels`` int64, ``index`` int64 (within its split),
+    ``split`` str ("train"/"t10k"), ``fold`` int64. Plain arrays only: loads without pickle.
+    """
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        probs=np.asarray(scores.probs, dtype=np.float32),
+        labels=np.asarray(scores.labels, dtype=np.int64),
+        index=np.asarray(index, dtype=np.int64),
+        split=np.asarray(split, dtype=str),
+        fold=np.asarray(scores.fold, dtype=np.int64),
+    )
+    write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def load_probabilities(path: str | Path) -> tuple[LabelScores, np.ndarray, np.ndarray]:
+    """(scores, split, index) from :func:`save_probabilities`; a missing or foreign file is a DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("probs", "labels", "index", "split", "fold")}
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not an audit probability file ({exc})") from None
+    probs, labels = arrays["probs"], arrays["labels"]
+    if probs.ndim != 2 or labels.shape != (len(probs),) or arrays["index"].shape != labels.shape:
+        raise DataError(f"{path}: probs {probs.shape} and labels {labels.shape} do not match")
+    return LabelScores(probs, labels, arrays["fold"]), arrays["split"], arrays["index"]
+
+
+def cleanlab_issues(scores: LabelScores) -> np.ndarray | None:
+    """cleanlab's label issues on the same probabilities, most suspect first; None if cleanlab is absent.
+
+    ``find_label_issues`` with its default filter (prune by noise rate) and ranked by self-confidence,
+    the audit's own ranking score, on one process (the audit runs on busy machines).
+    """
+    try:
+        from cleanlab.filter import find_label_issues  # an extra: `pip install fmnist[audit]`
+    except ModuleNotFoundError:
+        return None
+    return np.asarray(
+        find_label_issues(scores.labels, scores.probs, return_indices_ranked_by="self_confidence", n_jobs=1),
+        dtype=np.int64,
+    )
+
+
+def agreement(
+    audit_flagged: np.ndarray, ranking: np.ndarray, issues: np.ndarray, tops: Sequence[int] = (100, 1000)
+) -> dict:
+    """How the audit's flags and ranking agree with another method's set of issues (indices)."""
+    mine = set(np.flatnonzero(audit_flagged).tolist())
+    theirs = set(np.asarray(issues).tolist())
+    both, either = len(mine & theirs), len(mine | theirs)
+    return {
+        "cleanlab_flagged": len(theirs),
+        "audit_flagged": len(mine),
+        "overlap": both,
+        "jaccard": round(both / either, 4) if either else 1.0,
+        **{f"audit_top{k}_in_cleanlab": sum(int(i) in theirs for i in ranking[:k]) for k in tops},
+    }
+
+
+def cleanlab_agreement(scores: LabelScores, tops: Sequence[int] = (100, 1000)) -> dict | None:
+    """:func:`agreement` between the audit and cleanlab on ``scores``; None when cleanlab is not installed."""
+    with warnings.catch_warnings(record=True) as caught:  # into the JSON, not onto the user's terminal
+        warnings.simplefilter("always")
+        issues = cleanlab_issues(scores)
+    if issues is None:
+        return None
+    import cleanlab
+
+    return {
+        "version": cleanlab.__version__,
+        "method": "cleanlab.filter.find_label_issues(filter_by='prune_by_noise_rate', "
+        "return_indices_ranked_by='self_confidence')",
+        **agreement(scores.flagged(), scores.ranking(), issues, tops),
+        "warnings": sorted({str(w.message) for w in caught}),
+    }

@@ -3,7 +3,10 @@
 Files written (atomically) in ``out``: ``audit.json`` (every figure), ``audit.md`` (the summary),
 ``duplicates.csv`` (every exact and near-duplicate pair), ``duplicates_disagree.csv`` (those whose
 labels differ), ``duplicates.png``, ``class_stats.csv``, ``class_means.png`` and, unless label
-errors are off, ``label_errors.csv`` (every scored image, most suspect first) and ``label_errors.png``.
+errors are off, ``label_errors.csv`` (every scored image, most suspect first), ``label_errors.png`` and
+``oof_probabilities.npz`` (the out-of-sample probabilities, for later comparisons without retraining).
+The label errors are also compared with cleanlab (when installed) and, on Fashion-MNIST, with the
+mislabelled training images others have published (:mod:`fmnist.audit.references`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from fmnist.audit.duplicates import NEAR_RMS, Pairs, exact_pairs, near_pairs
-from fmnist.audit.labels import LabelScores, audit_config, cross_validated_scores, run_scores
+from fmnist.audit.labels import (
+    OOF_FILE,
+    LabelScores,
+    audit_config,
+    cleanlab_agreement,
+    cross_validated_scores,
+    run_scores,
+    save_probabilities,
+)
+from fmnist.audit.references import REFERENCE_DATASET, compare_with_references
 from fmnist.audit.stats import class_balance, class_means, per_class_stats
 from fmnist.evaluate.pictures import gallery_png
 from fmnist.fsio import write_json, write_text
@@ -280,8 +292,11 @@ def audit_labels(
     cfg,
     title: str,
     say: Callable[[str], None],
+    references: bool = False,
 ) -> dict:
-    """Out-of-sample label scores: label_errors.csv (most suspect first), label_errors.png; returns the summary."""
+    """Out-of-sample label scores: label_errors.csv (most suspect first), label_errors.png, the npz of
+    probabilities; cleanlab's verdict on the same probabilities and (``references``) the published
+    Fashion-MNIST label errors, compared with the ranking. Returns the summary."""
     t0 = time.perf_counter()
     if run_dir is not None:
         scores = run_scores(run_dir, *splits["t10k"], classes)
@@ -301,6 +316,10 @@ def audit_labels(
             k: getattr(cfg, k) for k in ("model", "width", "epochs", "batch_size", "lr", "seed", "threads")
         }
     write_text(out / "label_errors.csv", _csv(ranked, LABEL_COLUMNS))
+    save_probabilities(out / OOF_FILE, scores, split_of, index_of)
+    le["probabilities_file"] = OOF_FILE
+    le["cleanlab"] = cleanlab_summary(scores, say)
+    le["references"] = compare_with_references(ranked) if references and "train" in set(split_of) else None
     label_errors_png(
         pool,
         ranked,
@@ -312,7 +331,32 @@ def audit_labels(
         f"{le['flagged_confident_learning']} flagged (confident learning); "
         f"{le['p_label_below']['0.01']} with p(label) < 0.01"
     )
+    for name, ref in (le["references"] or {}).items():
+        if not ref["indices"]:
+            continue  # a source not recorded (Table 7): said in audit.md
+        say(
+            f"published label errors ({name}): {ref['top100']} of {ref['scored']} scored in the top 100, "
+            f"{ref['top1000']} in the top 1,000"
+        )
     return le
+
+
+def cleanlab_summary(scores: LabelScores, say: Callable[[str], None]) -> dict | None:
+    """cleanlab's agreement with the audit; None (and a note) when cleanlab is not installed."""
+    try:
+        cl = cleanlab_agreement(scores)
+    except Exception as exc:  # a third-party check must not throw away a finished audit
+        say(f"cleanlab comparison failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if cl is None:
+        say("cleanlab not installed: comparison skipped (pip install 'cleanlab>=2.6')")
+        return None
+    say(
+        f"cleanlab: {cl['cleanlab_flagged']} issues, audit {cl['audit_flagged']} flagged, overlap "
+        f"{cl['overlap']} (Jaccard {cl['jaccard']:.3f}); audit top 100 / 1,000 in cleanlab's set: "
+        f"{cl['audit_top100_in_cleanlab']} / {cl['audit_top1000_in_cleanlab']}"
+    )
+    return cl
 
 
 def audit(
@@ -327,11 +371,14 @@ def audit(
     cfg=None,
     title: str = "data set",
     log: Callable[[str], None] | None = print,
+    references: bool | None = None,
 ) -> dict:
     """Audit ``splits`` (``{"train": (images, labels), "t10k": (...)}``), write the files, return the figures.
 
     ``label_errors="none"`` skips the label scores; ``run_dir`` scores the test split with that run's
     model instead of training ``folds`` models with ``cfg`` (default :data:`fmnist.audit.labels.AUDIT_TRAINING`).
+    ``references`` compares the ranking with the published Fashion-MNIST label errors; None: when
+    ``title`` names Fashion-MNIST (the indices mean nothing in another data set).
     """
     say = log or (lambda _msg: None)
     out = Path(out)
@@ -340,7 +387,11 @@ def audit(
     summary["duplicates"] = audit_duplicates(pool, classes, out, threshold, title, say)
     summary.update(audit_classes(splits, classes, out, title, say))
     if label_errors != "none":
-        summary["label_errors"] = audit_labels(pool, splits, classes, out, folds, run_dir, cfg, title, say)
+        if references is None:
+            references = title.startswith(REFERENCE_DATASET)
+        summary["label_errors"] = audit_labels(
+            pool, splits, classes, out, folds, run_dir, cfg, title, say, references
+        )
     write_json(out / "audit.json", summary)
     write_text(out / "audit.md", format_markdown(summary, classes))
     say(f"wrote {out}/audit.md, audit.json, duplicates.csv, class_stats.csv and pictures")
@@ -419,7 +470,51 @@ def format_markdown(s: dict, classes: tuple[str, ...]) -> str:
             "- top 100 by split: " + ", ".join(f"{k} {v}" for k, v in le["top100_by_split"].items()),
             "- top 100, given -> predicted: "
             + "; ".join(f"{k} ({v})" for k, v in le["top100_given_to_predicted"].items()),
+        ]
+        lines += markdown_cross_checks(le)
+        lines += [
             "",
-            "See label_errors.csv (every image, most suspect first) and label_errors.png.",
+            "See label_errors.csv (every image, most suspect first), label_errors.png and "
+            f"{le.get('probabilities_file', OOF_FILE)} (the out-of-sample probabilities).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def markdown_cross_checks(le: dict) -> list[str]:
+    """The cleanlab and published-errors comparisons as Markdown lines (empty when neither ran)."""
+    lines: list[str] = []
+    if "cleanlab" in le:
+        cl = le["cleanlab"]
+        lines += ["", "### Against cleanlab", ""]
+        if cl is None:
+            lines.append("cleanlab is not installed: comparison skipped.")
+        elif "error" in cl:
+            lines.append(f"cleanlab failed on these probabilities: {cl['error']}.")
+        else:
+            lines += [
+                f"Same out-of-sample probabilities, cleanlab {cl['version']} `find_label_issues` "
+                "(prune by noise rate, ranked by self-confidence).",
+                "",
+                f"- issues: cleanlab {cl['cleanlab_flagged']:,}, audit (confident learning) "
+                f"{cl['audit_flagged']:,}; in both {cl['overlap']:,} (Jaccard {cl['jaccard']:.3f})",
+                f"- audit's top 100 / top 1,000 in cleanlab's set: {cl['audit_top100_in_cleanlab']} / "
+                f"{cl['audit_top1000_in_cleanlab']:,}",
+            ]
+    refs = le.get("references")
+    if refs:
+        lines += [
+            "",
+            "### Against published mislabelled training images",
+            "",
+            "| source | indices | scored | in top 100 | in top 1,000 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, r in refs.items():
+            lines.append(f"| {name} | {r['indices']} | {r['scored']} | {r['top100']} | {r['top1000']} |")
+        ranks = refs.get("fashion_mnist_issue184", {}).get("ranks", {})
+        for index, rank in ranks.items():
+            where = f"ranks {rank:,}" if rank is not None else "was not scored"
+            lines += ["", f"Training image {index} (fashion-mnist issue #184, a full-body image) {where}."]
+        if refs.get("muller_markert_table7", {}).get("indices") == 0:
+            lines += ["", "Müller & Markert's Table 7 is not recorded (see fmnist/audit/references.py)."]
+    return lines

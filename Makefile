@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # The CPU wheel of torch 2.13.0 lies on the development machines' disk; the package itself accepts any torch >= 2.4.
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= serve,export,bench,viz,hf,tensorboard,audit,dev
+EXTRAS ?= serve,export,bench,viz,hf,tensorboard,audit,optuna,dev
 
 .PHONY: run test venv system-data browser lint bench clean help
 

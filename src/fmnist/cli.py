@@ -74,6 +74,7 @@ EXTRAS = {
     "distributed": "bench",
     "umap": "viz",
     "cleanlab": "audit",
+    "optuna": "optuna",
 }
 
 

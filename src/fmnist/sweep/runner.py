@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from fmnist.evaluate.report import evaluate_run
 from fmnist.fsio import write_json, write_text
 from fmnist.models.inference import load_model
 from fmnist.models.scoring import accuracy, ensemble
-from fmnist.sweep.plan import PlannedRun
+from fmnist.sweep.plan import DEFAULT_OPTIONS, PlannedRun, SweepOptions
 from fmnist.train.config import TrainConfig
 from fmnist.train.run_folder import CONFIG_FILE, MACHINE_KNOBS
 from fmnist.train.trainer import train
@@ -88,17 +88,9 @@ def check_same_plan(path: Path, cfg) -> None:
         )
 
 
-def run_sweep(
-    runs: list[PlannedRun],
-    out: Path,
-    *,
-    scheduler: str | None = None,
-    workers: int = 2,
-    threads: int = 1,
-    ensemble: int = 0,
-    data_dir: str | None = None,
-) -> dict:
+def run_sweep(runs: list[PlannedRun], out: Path, options: SweepOptions = DEFAULT_OPTIONS) -> dict:
     """Run every planned run; write ``sweep.jsonl`` / ``sweep.md``; return the table (and ensemble)."""
+    scheduler, workers, threads, ensemble, data_dir = astuple(options)
     out.mkdir(parents=True, exist_ok=True)
     with dask_client.client(scheduler, workers, threads=threads) as client:
         futures = {
@@ -119,27 +111,35 @@ def run_sweep(
                 figures = future.result()
             except FmnistError as exc:
                 figures = {"error": str(exc)}
-            if "error" in figures:
-                rows.append({"run": r.name, **r.params, "status": f"error: {figures['error']}"})
-                continue
-            rows.append(
-                {
-                    "run": r.name,
-                    **r.params,
-                    "status": "reused" if figures["reused"] else "done",
-                    "val_acc": figures.get("val_acc"),
-                    "test_acc": figures["accuracy"],
-                    "train_time_s": figures.get("train_time_s"),
-                    "ece": figures["ece"],
-                }
-            )
-            print(
-                f"{r.name}: test {figures['accuracy']:.4f}"
-                + (" (finished before)" if figures["reused"] else ""),
-                flush=True,
-            )
+            rows.append(figure_row(r.name, r.params, figures))
+            if "error" not in figures:
+                print(
+                    f"{r.name}: test {figures['accuracy']:.4f}"
+                    + (" (finished before)" if figures["reused"] else ""),
+                    flush=True,
+                )
     rows.sort(key=lambda row: row["run"])
-    result: dict = {"runs": rows}
+    return finish(out, {"runs": rows}, ensemble, data_dir)
+
+
+def figure_row(name: str, params: dict, figures: dict, status: str | None = None) -> dict:
+    """One table row from ``run_one``'s figures (or its ``{"error": ...}``)."""
+    if "error" in figures:
+        return {"run": name, **params, "status": f"error: {figures['error']}"}
+    return {
+        "run": name,
+        **params,
+        "status": status or ("reused" if figures["reused"] else "done"),
+        "val_acc": figures.get("val_acc"),
+        "test_acc": figures["accuracy"],
+        "train_time_s": figures.get("train_time_s"),
+        "ece": figures["ece"],
+    }
+
+
+def finish(out: Path, result: dict, ensemble: int, data_dir: str | None) -> dict:
+    """Ensemble if asked; write ``sweep.jsonl`` / ``sweep.json`` / ``sweep.md``; return ``result``."""
+    rows = result["runs"]
     if ensemble and any(r.get("val_acc") is not None for r in rows):  # else the failed runs say why
         result["ensemble"] = ensemble_best(out, rows, ensemble, data_dir)
     write_text(out / "sweep.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
@@ -184,6 +184,12 @@ def table(result: dict) -> str:
             f"{r['train_time_s']:.1f}" if r.get("train_time_s") else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if "best" in result:
+        b = result["best"]
+        lines += [
+            "",
+            f"Best trial by validation accuracy: {b['run']} (val acc {b['val_acc']:.4f}) {b['params']}",
+        ]
     if "ensemble" in result:
         e = result["ensemble"]
         lines += [

@@ -87,7 +87,7 @@ def run_search(
     from distributed import as_completed
 
     from fmnist import dask_client
-    from fmnist.sweep.runner import figure_row, finish, run_task
+    from fmnist.sweep.runner import finish, run_task
 
     optuna = import_optuna()
     state = optuna.trial.TrialState
@@ -143,24 +143,33 @@ def run_search(
             if "error" in figures:
                 fail(number, figures["error"])
             else:
-                study.tell(number, figures["val_acc"])
+                tell(study, number, figures)
                 figures_now[number] = figures
-                print(
-                    f"{trial_name(number)}: val {figures['val_acc']:.4f}"
-                    + (" (finished before)" if figures["reused"] else ""),
-                    flush=True,
-                )
             fill()
+
+    result = study_table(study, state, out, figures_now)
+    return finish(out, result, ensemble, data_dir)
+
+
+def tell(study: Any, number: int, figures: dict) -> None:
+    """Report a finished trial's validation accuracy to the study, and say it."""
+    study.tell(number, figures["val_acc"])
+    reused = " (finished before)" if figures.get("reused") else ""
+    print(f"{trial_name(number)}: val {figures['val_acc']:.4f}{reused}", flush=True)
+
+
+def study_table(study: Any, state: Any, out: Path, figures_now: dict[int, dict]) -> dict:
+    """The sweep table of every finished or failed trial (figures of trials told in an earlier sweep are
+    read from their folders) and the best trial by validation accuracy."""
+    from fmnist.evaluate.record import read_evaluation
+    from fmnist.sweep.runner import figure_row
 
     rows = []
     for t in study.get_trials(deepcopy=False):
         name = trial_name(t.number)
         if t.state == state.COMPLETE:
-            figures = figures_now.get(t.number)
-            status = None
+            figures, status = figures_now.get(t.number), None
             if figures is None:  # told in an earlier sweep: its figures from its folder
-                from fmnist.evaluate.record import read_evaluation
-
                 status = "reused"
                 try:
                     figures = {**read_evaluation(out / name).to_dict(), "reused": True}
@@ -171,8 +180,8 @@ def run_search(
             error = study.user_attrs.get(f"error:{t.number}", "failed")
             rows.append(figure_row(name, dict(t.params), {"error": error}))
     result: dict = {"runs": rows}
-    done = [t for t in study.get_trials(deepcopy=False, states=(state.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(state.COMPLETE,))
     if done:
         best = max(done, key=lambda t: (t.value, -t.number))
         result["best"] = {"run": trial_name(best.number), "val_acc": best.value, "params": dict(best.params)}
-    return finish(out, result, ensemble, data_dir)
+    return result

@@ -1231,6 +1231,26 @@ def build_cases() -> list[Case]:
             timeout=60,
             prepare=write_file("grid.json", "{ nope") if flag == "--grid" else None,
         )
+    # --best / --additions pick their rows from the shipped grid files: with --grid, or --best narrowed to
+    # a family Table 3 lacks, one line; an estimate from a file with no quick-pass rows, one line.
+    add(
+        "bench-sklearn/best-with-grid",
+        ["bench", "sklearn", "--best", "--grid", "{d}/grid.json", *res],
+        timeout=60,
+        prepare=write_file("grid.json", '{"classifiers": {}}'),
+    )
+    add(
+        "bench-sklearn/best-only-missing-family",
+        ["bench", "sklearn", "--best", "--only", "GaussianProcessClassifier", "--dry-run", *res],
+        timeout=60,
+    )
+    add("bench-estimate/results-missing", ["bench", "estimate", "--results", "{d}/nope.jsonl"], timeout=60)
+    add(
+        "bench-estimate/results-binary",
+        ["bench", "estimate", "--results", "{d}/r.jsonl"],
+        timeout=60,
+        prepare=write_file("r.jsonl", os.urandom(2000)),
+    )
     CN = [
         "bench",
         "cnn",

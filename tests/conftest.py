@@ -417,3 +417,23 @@ def one_blas_thread():
 
     with threadpool_limits(limits=1):
         yield
+
+
+# A tiny learnable data set for the scikit-learn benchmark tests (test_bench_sklearn, test_baselines_table3).
+def band_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 28, 28) uint8 noise with a bright band at rows 4+2c for class c; balanced labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+    images = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4 + 2 * c : 6 + 2 * c, 4:24] = 255
+    return images, labels
+
+
+@pytest.fixture
+def tiny_npz(tmp_path) -> Path:
+    x_train, y_train = band_images(300, 0)
+    x_test, y_test = band_images(100, 1)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_t10k=x_test, y_t10k=y_test)
+    return path

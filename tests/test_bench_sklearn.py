@@ -98,25 +98,6 @@ class CreepingHog(Probe):
 '''
 
 
-def band_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 28, 28) uint8 noise with a bright band at rows 4+2c for class c; balanced labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
-    images = rng.integers(0, 64, size=(n, 28, 28), dtype=np.uint8)
-    for i, c in enumerate(labels):
-        images[i, 4 + 2 * c : 6 + 2 * c, 4:24] = 255
-    return images, labels
-
-
-@pytest.fixture
-def tiny_npz(tmp_path) -> Path:
-    x_train, y_train = band_images(300, 0)
-    x_test, y_test = band_images(100, 1)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_t10k=x_test, y_t10k=y_test)
-    return path
-
-
 @pytest.fixture
 def probes(tmp_path, monkeypatch) -> str:
     """Make the probe module importable by the job processes (they inherit PYTHONPATH)."""
@@ -673,7 +654,7 @@ def test_dashboard_renders_filters_and_sorts_in_headless_chromium(tmp_path):
         points = driver.find_elements("css selector", "svg.scatter g.point")  # matplotlib's markers
         assert len(points) == 13 and all(p.is_displayed() for p in points)
         tips = [p.find_element("css selector", "title").get_attribute("textContent") for p in points]
-        assert "2 Conv+pooling epochs=10: 0.9210, 300.00 s (full)" in tips
+        assert "2 Conv+pooling epochs=10: 0.9210, 300.00 s [full, CNN]" in tips
         best = driver.find_element("css selector", "#best tbody tr").text
         assert best.startswith("CNN") and "0.9210" in best
 

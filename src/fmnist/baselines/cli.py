@@ -1,4 +1,4 @@
-"""``fmnist bench sklearn | report | add``: the scikit-learn baselines and the results table they share.
+"""``fmnist bench sklearn | report | add | estimate``: the scikit-learn baselines and the results table they share.
 
 Each action is a pair: ``_add_NAME(actions)`` builds its parser, ``cmd_NAME(args)`` runs it;
 :mod:`fmnist.bench.cli` puts them under ``fmnist bench`` beside the CNN benchmark. Nothing imported
@@ -26,6 +26,7 @@ from fmnist.baselines.runner import (
 )
 from fmnist.cli import add_command, config_from_args, number
 from fmnist.data.cli import add_source_args
+from fmnist.errors import ConfigError
 
 DEFAULT_RESULTS = "benchmarks/results/sklearn.jsonl"
 DEFAULT_REPORT = "benchmarks/results/dashboard.html"
@@ -73,6 +74,18 @@ def _add_sklearn(actions) -> None:
         default=[],
         metavar="FAMILY",
         help="run only this family, e.g. SVC or RandomForest (repeatable, or comma-separated)",
+    )
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="run only the 13 family-best configurations of the paper's Table 3 (arXiv:1708.07747), "
+        "picked from the shipped grid; --only narrows them to some families",
+    )
+    p.add_argument(
+        "--additions",
+        action="store_true",
+        help="run the rows today's scikit-learn adds to the 2017 grid (additions.json: histogram "
+        "gradient boosting, SVC on PCA-whitened inputs, ...), marked as additions; with --best: both",
     )
     p.add_argument("--jobs", type=int, default=1, help="jobs run at once")
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads inside each job")
@@ -131,7 +144,10 @@ def cmd_sklearn(args) -> int:
     scikit-learn. Each job runs in its own process under a time and memory limit; each finished job is
     one line in --results, and a restarted run skips what is there.
 
-    Example: nice -n 19 fmnist bench sklearn --quick --jobs 2
+    --best runs the paper's Table 3 rows only (published vs measured in `fmnist bench report`);
+    --additions runs today's additions. The full grid is the default.
+
+    Example: fmnist bench sklearn --best --jobs 2 --results benchmarks/results/sklearn-full.jsonl
     """
     quick = args.quick is not None
     cfg = config_from_args(
@@ -184,18 +200,82 @@ def _add_report(actions) -> None:
 def cmd_report(args) -> int:
     """write the offline HTML dashboard and print the best per family
 
-    Write one self-contained HTML file (no network needed): a sortable table filterable by name and
-    parameter, accuracy against training time, the best configuration per family, Fashion-MNIST and
-    MNIST side by side where both were run.
+    Write one self-contained HTML file (no network needed): a sortable table filterable by name,
+    parameter and kind, accuracy against training time, the best configuration per family, Fashion-MNIST
+    and MNIST side by side where both were run. Full-size, quick-pass, addition and CNN rows share the
+    table and the chart, each with its training images and machine; the paper's Table 3 figures
+    (arXiv:1708.07747) stand beside the runs of its configurations, and are printed as published vs
+    measured vs difference.
 
     Example: fmnist bench report --results benchmarks/results/sklearn.jsonl --out dashboard.html
     """
-    from fmnist.baselines.report import best_per_family_markdown, load_rows, write_report
+    from fmnist.baselines.report import best_per_family_markdown, load_rows, table3_markdown, write_report
 
     rows = load_rows(args.results)
     path = write_report(rows, args.out, title=args.title, sources=args.results)
     print(best_per_family_markdown(rows))
+    table3 = table3_markdown(rows)
+    if table3:
+        print(table3)
     print(f"wrote {path} ({len(rows)} rows)")
+    return 0
+
+
+def _add_estimate(actions) -> None:
+    p = add_command(actions, "estimate", cmd_estimate)
+    add_results_arg(p, many=True)
+    p.add_argument("--dataset", default="fashion", help="data set of the rows to scale (default: fashion)")
+    p.add_argument(
+        "--train-images",
+        type=number(int, 1, above=True),
+        default=60_000,
+        metavar="N",
+        help="training images of the run to estimate (default: 60,000, the full set)",
+    )
+    p.add_argument("--jobs", type=number(int, 1), default=1, help="jobs at once, for the wall-time figure")
+    p.add_argument(
+        "--time-limit",
+        type=number(float, 0, above=True),
+        default=3600.0,
+        metavar="SECONDS",
+        help="the run's CPU seconds per job: also print the total with each job stopped there (default: 3600)",
+    )
+    p.add_argument(
+        "--grid", default=None, metavar="JSON", help="grid file (default: the README's baselines.json)"
+    )
+    p.add_argument("--best", action="store_true", help="estimate the 13 Table 3 rows of `--best` only")
+
+
+def cmd_estimate(args) -> int:
+    """estimate the full grid's CPU time from rows measured on a subsample (an estimate, not a measurement)
+
+    Scale each configuration's fit and test CPU seconds from a --quick run to --train-images with its
+    family's cost law (SVC fit n^2 at least, k-NN predict n, trees n log n, linear models and MLP n),
+    times the repeats the full run will make; print the per-family table, the laws and the total.
+    Configurations that timed out on the subsample count as lower bounds; missing ones are listed.
+
+    Example: fmnist bench estimate --results benchmarks/results/sklearn-quick.jsonl --jobs 2
+    """
+    from fmnist.baselines.estimate import estimate_grid, estimate_text
+    from fmnist.baselines.grid import expand, load_grid
+    from fmnist.baselines.report import load_rows
+
+    if args.best and args.grid:
+        raise ConfigError(
+            "--best picks its rows from the shipped grid files; it cannot be combined with --grid"
+        )
+    rows = load_rows(args.results)
+    configs = expand(load_grid(args.grid))
+    if args.best:
+        from fmnist.baselines.published import best_configs
+
+        configs = best_configs(configs)
+    estimates = estimate_grid(configs, rows, args.dataset, args.train_images)
+    if all(e.cpu_seconds is None for e in estimates):
+        raise ConfigError(
+            f"no subsample rows of {args.dataset} in {', '.join(args.results)}; run `fmnist bench sklearn --quick` first"
+        )
+    print(estimate_text(estimates, args.train_images, args.jobs, args.time_limit))
     return 0
 
 
@@ -210,7 +290,9 @@ def cmd_add(args) -> int:
     """add results from another benchmark (a CNN's) to a results file
 
     Append rows from FILE (a JSON object, a list of them, or JSON lines), each with at least name,
-    dataset and mean_accuracy (a fraction) or scores, so one table ranks everything.
+    dataset and mean_accuracy (a fraction) or scores, so one table ranks everything; n_train
+    (training images) and machine (where it ran) are shown beside each. FILE may also be the cnn.json
+    of `fmnist bench cnn`: one row per recipe, with its training size and machine.
 
     Example: fmnist bench add cnn.json   # cnn.json: {"name": "CNN", "dataset": "fashion", "mean_accuracy": 0.93}
     """
@@ -223,4 +305,4 @@ def cmd_add(args) -> int:
     return 0
 
 
-ACTIONS = (_add_sklearn, _add_report, _add_add)
+ACTIONS = (_add_sklearn, _add_report, _add_add, _add_estimate)

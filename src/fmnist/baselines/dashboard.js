@@ -1,4 +1,4 @@
-// The benchmark dashboard's table: filter by name and parameter, sort by any column. Plain
+// The benchmark dashboard's table: filter by name, parameter, status and kind, sort by any column. Plain
 // JavaScript, no libraries, no network: the rows are embedded in the page as JSON (#bench-data).
 (function () {
   "use strict";
@@ -10,6 +10,7 @@
   var nameBox = document.getElementById("filter-name");
   var paramBox = document.getElementById("filter-param");
   var statusBox = document.getElementById("filter-status");
+  var kindBox = document.getElementById("filter-kind");  // full, quick, grid, addition, cnn, table3: row tags
   var counter = document.getElementById("row-count");
   var sortKey = data.default_sort, sortDir = -1;  // -1: descending
 
@@ -34,14 +35,18 @@
   }
   function format(row, col) {
     var v = value(row, col.key);
+    if (col.format === "size") return row.size || "";  // "60,000 (full)"; sorted by the count
     if (v === null) return "";
     if (col.format === "acc") return v.toFixed(4);
     if (col.format === "seconds") return v < 10 ? v.toFixed(2) : v.toFixed(1);
+    if (col.format === "diff") return (v < 0 ? "\u2212" : "+") + Math.abs(100 * v).toFixed(1) + " pt";
     return String(v);
   }
   function render() {
     var names = tokens(nameBox.value), params = tokens(paramBox.value), status = statusBox.value;
+    var wanted = kindBox.value;
     var shown = rows.filter(function (r) {
+      if (wanted !== "all" && (r.tags || []).indexOf(wanted) === -1) return false;
       if (!matchesAll(r.name + " " + r.family, names)) return false;
       if (!matchesAll(r.params, params)) return false;
       if (status === "done") return r.any_done;
@@ -78,6 +83,6 @@
     });
   });
   [nameBox, paramBox].forEach(function (box) { box.addEventListener("input", render); });
-  statusBox.addEventListener("change", render);
+  [statusBox, kindBox].forEach(function (box) { box.addEventListener("change", render); });
   render();
 })();

@@ -13,6 +13,10 @@ result row keeps the original spelling and lists every mapping in ``mapped``):
   penalty=None, learning_rate="pa1", eta0=C)``, which is what the old class built internally.
 - ``MLPClassifier(hidden_layer_sizes="(10,10,)")``: the grid stores tuples as strings.
 
+Grid-level parameters, not the estimator's (used by ``additions.json``): ``pca_whiten=N`` puts
+``PCA(n_components=N, whiten=True)`` in front of the estimator (a ``Pipeline``), so a grid line can
+say "SVC on PCA-whitened inputs" and the row keeps that spelling.
+
 A configuration that scikit-learn rejects (``LinearSVC(loss="hinge", penalty="l1")``) is found by
 :func:`sanity_check`, the original runner's check (a fit on a handful of images), and is reported
 as skipped with scikit-learn's reason. A Gaussian process on 60,000 images would need hundreds of
@@ -48,7 +52,10 @@ ESTIMATORS = {
     "GaussianProcessClassifier": "sklearn.gaussian_process:GaussianProcessClassifier",
     "GradientBoostingClassifier": "sklearn.ensemble:GradientBoostingClassifier",
     "LinearSVC": "sklearn.svm:LinearSVC",
+    # Today's scikit-learn beside 2017's (additions.json):
+    "HistGradientBoostingClassifier": "sklearn.ensemble:HistGradientBoostingClassifier",
 }
+PCA_WHITEN = "pca_whiten"  # grid-level parameter: PCA(n_components=value, whiten=True) before the estimator
 
 # (estimator, parameter, old value) -> today's value.
 RENAMED_VALUES = {
@@ -156,6 +163,8 @@ def translate(name: str, parameters: dict[str, Any]) -> tuple[str, dict[str, Any
 
 def build_estimator(name: str, parameters: dict[str, Any]) -> Built:
     """An unfitted estimator for one grid configuration; :class:`CannotBuild` says why not."""
+    parameters = dict(parameters)
+    whiten = parameters.pop(PCA_WHITEN, None)
     target, kwargs, one_vs_rest, notes = translate(name, parameters)
     cls = resolve(target)
     try:
@@ -166,6 +175,13 @@ def build_estimator(name: str, parameters: dict[str, Any]) -> Built:
         from sklearn.multiclass import OneVsRestClassifier
 
         estimator = OneVsRestClassifier(estimator)
+    if whiten is not None:
+        if isinstance(whiten, bool) or not isinstance(whiten, int) or whiten < 1:
+            raise CannotBuild(f"{PCA_WHITEN} must be a positive number of components, not {whiten!r}")
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import Pipeline
+
+        estimator = Pipeline([("pca", PCA(n_components=whiten, whiten=True)), ("model", estimator)])
     return Built(estimator, tuple(notes))
 
 
@@ -183,10 +199,14 @@ def sanity_check(estimator: Any, images: np.ndarray, labels: np.ndarray) -> str 
     from sklearn.base import clone
 
     picks = np.concatenate([np.flatnonzero(labels == c)[:2] for c in np.unique(labels)])
+    probe = clone(estimator)
+    pca = getattr(probe, "named_steps", {}).get("pca")
+    if pca is not None and isinstance(pca.n_components, int):  # a handful of images has fewer components
+        pca.set_params(n_components=min(pca.n_components, len(picks)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clone(estimator).fit(images[picks], labels[picks])
+            probe.fit(images[picks], labels[picks])
     except (ValueError, TypeError, NotImplementedError) as exc:
         return " ".join(f"{type(exc).__name__}: {exc}".split())
     return None

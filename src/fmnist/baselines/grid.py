@@ -5,6 +5,9 @@ pick from the Cartesian product of every value list, exactly as the original ``r
 it (so the MLP block, which holds two parameters, gives 2 x 4 configurations). The shipped grid
 gives 143 configurations. Parameters keep the file's spelling (``"log"``, ``"(10,10,)"``);
 :mod:`fmnist.baselines.estimators` maps them to today's scikit-learn.
+
+``additions.json`` (same format) holds a few rows today's scikit-learn has that the 2017 grid lacks
+(``--additions``); their configurations, and the rows they give, are marked ``addition``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fmnist.errors import ConfigError
 
 GRID_FILE = Path(__file__).with_name("baselines.json")  # verbatim copy of the README's file
 EXPECTED_CONFIGS = 143  # what GRID_FILE expands to
+ADDITIONS_FILE = Path(__file__).with_name("additions.json")  # today's rows beside 2017's, one line each
 
 
 @dataclass(frozen=True, eq=True)
@@ -29,6 +33,7 @@ class BenchConfig:
 
     name: str  # scikit-learn class name from the grid, or "module:Class" for any importable estimator
     parameters: dict[str, Any] = field(hash=False)  # original spelling, e.g. {"loss": "log"}
+    addition: bool = False  # from additions.json: today's scikit-learn, not the 2017 grid
 
     @property
     def family(self) -> str:
@@ -69,11 +74,11 @@ def load_grid(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return grid
 
 
-def expand(grid: dict[str, Any]) -> list[BenchConfig]:
+def expand(grid: dict[str, Any], addition: bool = False) -> list[BenchConfig]:
     """Every configuration of ``grid``, in file order (the original runner's order)."""
     common = grid.get("common", {})
     return [
-        BenchConfig(name, {**picked, **common})
+        BenchConfig(name, {**picked, **common}, addition)
         for name, blocks in grid["classifiers"].items()
         for picked in grids.expand({p: values for block in blocks for p, values in block.items()})
     ]

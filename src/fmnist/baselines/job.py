@@ -30,6 +30,7 @@ from typing import Any
 from fmnist.baselines.results import now_iso
 from fmnist.errors import ConfigError
 from fmnist.fsio import read_jsonl
+from fmnist.machine import machine_line
 
 # The kernel checks RLIMIT_CPU against CPU time sampled at each clock tick; wait4 reports the
 # scheduler's exact time, which on a virtual machine can be a few percent lower at the kill.
@@ -57,6 +58,7 @@ class Job:
     memory_limit_mb: float  # MiB of data memory of the job's process (RLIMIT_DATA)
     threads: int
     scratch: str | None = None  # folder for the job's files (a run's own, cleared on restart); None: /tmp
+    addition: bool = False  # a row of additions.json (today's scikit-learn), marked so in its result row
 
 
 def default_memory_limit_mb(jobs: int) -> float:
@@ -224,6 +226,7 @@ def result_row(
         return sum(e.get(field, 0.0) for e in repeats) / len(repeats) if repeats else None
 
     fit, test = per_repeat("fit_seconds"), per_repeat("test_seconds")
+    tested_cpu = [e["test_cpu_seconds"] for e in repeats if "test_cpu_seconds" in e]
     return {
         "key": job.key,
         "source": "sklearn",
@@ -250,6 +253,7 @@ def result_row(
         "time_per_repeat": fit + test if repeats else None,
         "train_seconds": fit,
         "train_cpu_seconds": per_repeat("fit_cpu_seconds"),
+        "test_cpu_seconds": sum(tested_cpu) / len(tested_cpu) if tested_cpu else None,
         "wall_seconds": round(seconds, 3),
         "cpu_seconds": round(cpu_seconds, 3),
         "peak_rss_mb": round(peak_mb, 1),
@@ -259,6 +263,8 @@ def result_row(
         "threads": job.threads,
         "sklearn": _sklearn_version(),
         "host": socket.gethostname(),
+        "machine": machine_line(),  # where it ran: a Dask worker describes its own CPU
+        "addition": job.addition,
     }
 
 

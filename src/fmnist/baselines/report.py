@@ -4,6 +4,12 @@ The page embeds its data (JSON) and its code (plain JavaScript, :file:`dashboard
 plots are matplotlib's SVG, inline. No CDN, no font or script from anywhere: it opens from a file on
 a machine without network. Rows are grouped by configuration (name, parameters, training size) so
 Fashion-MNIST and MNIST results of the same configuration sit side by side.
+
+Every kind of row shares the one table and the one chart per data set: the 2017 grid at full size and
+as a quick pass, today's additions, and the CNN benchmark's rows, each marked with its kind, its
+number of training images and the machine it ran on. The paper's Table 3 figures
+(:mod:`fmnist.baselines.published`) stand beside the rows of its configurations: published, measured,
+difference.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from fmnist.baselines.published import PAPER, TABLE3, published_family_best, published_for
 from fmnist.baselines.results import ResultsError, latest, read_results
 from fmnist.data.registry import DATASETS
 from fmnist.fsio import write_text
@@ -66,9 +73,49 @@ def datasets_of(rows: Iterable[dict]) -> list[str]:
     return [d for d in ("fashion", "mnist") if d in names] + sorted(names - {"fashion", "mnist"})
 
 
+def training_images(row: dict) -> int | None:
+    """Images the row's model was trained on: recorded (``n_train``), else the subsample, else unknown."""
+    n = row.get("n_train") or row.get("subsample")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def size_label(row: dict) -> str:
-    n = row.get("subsample")
-    return "full" if n is None else f"quick {n:,}"
+    """``"60,000 (full)"``, ``"2,000 (quick)"``; ``"full"`` for a full-size row that does not say its size."""
+    n, quick = training_images(row), row.get("subsample") is not None
+    if n is None:
+        return "full"
+    return f"{n:,} ({'quick' if quick else 'full'})"
+
+
+def is_sklearn(row: dict) -> bool:
+    return row.get("source", "sklearn") == "sklearn"
+
+
+def kind(row: dict) -> str:
+    """What produced the row: ``2017 grid``, ``addition`` (today's scikit-learn) or the other benchmark (``CNN``)."""
+    if not is_sklearn(row):
+        return str(row.get("source") or "other").upper()
+    return "addition" if row.get("addition") else "2017 grid"
+
+
+def tags(row: dict) -> list[str]:
+    """The dashboard's kind filter: full / quick, the kind, and table3 for the paper's configurations."""
+    out = ["quick" if row.get("subsample") is not None else "full"]
+    out.append(kind(row).lower() if not is_sklearn(row) else ("addition" if row.get("addition") else "grid"))
+    if published_for(row) is not None:
+        out.append("table3")
+    return out
+
+
+def machine_of(row: dict) -> str:
+    """Where the row ran: its machine line, else its host name (rows from before ``machine``), else ""."""
+    return row.get("machine") or (f"host {row['host']}" if row.get("host") else "")
+
+
+def family_label(row: dict) -> str:
+    """The family, with additions apart: today's default LogisticRegression is not a 2017 configuration."""
+    fam = row.get("family", row["name"])
+    return f"{fam} (addition)" if row.get("addition") else fam
 
 
 def params_text(params: dict) -> str:
@@ -85,9 +132,9 @@ def best_per_family(rows: Iterable[dict], dataset: str) -> list[dict]:
     for r in _done(rows):
         if r["dataset"] != dataset:
             continue
-        old = best.get(r["family"])
+        old = best.get(family_label(r))
         if old is None or r["mean_accuracy"] > old["mean_accuracy"]:
-            best[r["family"]] = r
+            best[family_label(r)] = r
     return sorted(best.values(), key=lambda r: -r["mean_accuracy"])
 
 
@@ -117,17 +164,50 @@ def best_per_family_markdown(rows: Sequence[dict]) -> str:
         out.append(f"{dataset_title(ds)}:\n")
         out.append(
             "| family | best configuration | accuracy (mean ± std, repeats) | train CPU s / repeat "
-            "| train wall s / repeat | training images |"
+            "| train wall s / repeat | training images | machine |"
         )
-        out.append("|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|")
         for r in best_per_family(rows, ds):
             out.append(
-                f"| {r['family']} | {params_text(r['parameters'])} | {r['mean_accuracy']:.4f} ± "
+                f"| {family_label(r)} | {params_text(r['parameters'])} | {r['mean_accuracy']:.4f} ± "
                 f"{r['std_accuracy'] or 0:.4f} ({r['repeats']}) | {_fmt_seconds(r.get('train_cpu_seconds'))} | "
-                f"{_fmt_seconds(_wall(r))} | {size_label(r)} |"
+                f"{_fmt_seconds(_wall(r))} | {size_label(r)} | {machine_of(r)} |"
             )
         out.append("")
     return "\n".join(out) if out else "(no results)"
+
+
+def table3_rows(rows: Sequence[dict]) -> list[tuple]:
+    """``(published, row or None)`` for each Table 3 entry: its finished rows, most training images first."""
+    out = []
+    for p in TABLE3:
+        mine = [r for r in _done(rows) if (q := published_for(r)) is not None and q.key == p.key]
+        mine.sort(key=lambda r: -(training_images(r) or 0))
+        out += [(p, r) for r in mine] or [(p, None)]
+    return out
+
+
+def table3_markdown(rows: Sequence[dict]) -> str:
+    """Published vs measured vs difference for the paper's Table 3 configurations ("" when none was run)."""
+    pairs = table3_rows(rows)
+    if all(r is None for _, r in pairs):
+        return ""
+    out = [
+        f"{PAPER} (Fashion-MNIST, published on 60,000 training images) vs measured:\n",
+        "| family | configuration | published | measured (mean ± std, repeats) | difference (points) "
+        "| training images | train CPU s / repeat | machine |",
+        "|---|---|---:|---|---:|---|---:|---|",
+    ]
+    for p, r in pairs:
+        if r is None:
+            out.append(f"| {p.name} | {params_text(p.parameters)} | {p.accuracy:.3f} | not run | | | | |")
+            continue
+        out.append(
+            f"| {p.name} | {params_text(p.parameters)} | {p.accuracy:.3f} | {r['mean_accuracy']:.4f} ± "
+            f"{r['std_accuracy'] or 0:.4f} ({r['repeats']}) | {100 * (r['mean_accuracy'] - p.accuracy):+.1f} | "
+            f"{size_label(r)} | {_fmt_seconds(r.get('train_cpu_seconds'))} | {machine_of(r)} |"
+        )
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- table data
@@ -138,17 +218,34 @@ def table_data(rows: Sequence[dict]) -> dict:
     datasets = datasets_of(rows)
     groups: dict[tuple, dict] = {}
     for r in rows:
-        gkey = (r["name"], json.dumps(r.get("parameters", {}), sort_keys=True), size_label(r))
+        gkey = (r["name"], json.dumps(r.get("parameters", {}), sort_keys=True), r.get("subsample"), kind(r))
         g = groups.setdefault(
             gkey,
             {
                 "name": r["name"],
                 "family": r.get("family", r["name"]),
+                "kind": kind(r),
                 "params": params_text(r.get("parameters", {})),
+                "n_train": None,
                 "size": size_label(r),
+                "machine": "",
+                "tags": [],
+                "published": None,
+                "diff": None,
                 "_status": [],
             },
         )
+        if g["n_train"] is None and training_images(r) is not None:
+            g["n_train"], g["size"] = training_images(r), size_label(r)
+        where = machine_of(r)
+        if where and where not in g["machine"].split(" | "):
+            g["machine"] = f"{g['machine']} | {where}" if g["machine"] else where
+        g["tags"] = list(dict.fromkeys([*g["tags"], *tags(r)]))
+        published = published_for(r)
+        if published is not None:
+            g["published"] = published.accuracy
+            if r.get("status") == "done" and r.get("mean_accuracy") is not None:
+                g["diff"] = r["mean_accuracy"] - published.accuracy
         i = datasets.index(r["dataset"])
         g[f"acc{i}"] = r.get("mean_accuracy")
         g[f"std{i}"] = r.get("std_accuracy")
@@ -166,8 +263,10 @@ def table_data(rows: Sequence[dict]) -> dict:
         out_rows.append(g)
     columns = [
         {"key": "name", "label": "Name", "numeric": False},
+        {"key": "kind", "label": "Kind", "numeric": False},
         {"key": "params", "label": "Parameters", "numeric": False},
-        {"key": "size", "label": "Training images", "numeric": False},
+        {"key": "n_train", "label": "Training images", "numeric": True, "format": "size"},
+        {"key": "machine", "label": "Machine", "numeric": False},
     ]
     for i, ds in enumerate(datasets):
         t = dataset_title(ds)
@@ -179,10 +278,30 @@ def table_data(rows: Sequence[dict]) -> dict:
             {"key": f"cpu{i}", "label": "CPU s", "numeric": True, "format": "seconds"},
             {"key": f"status{i}", "label": "status", "numeric": False},
         ]
+    if any(g["published"] is not None for g in out_rows):
+        columns += [
+            {"key": "published", "label": "Table 3 (2017)", "numeric": True, "format": "acc"},
+            {"key": "diff", "label": "measured − published", "numeric": True, "format": "diff"},
+        ]
     return {"rows": out_rows, "columns": columns, "default_sort": "acc0" if datasets else "name"}
 
 
 # --------------------------------------------------------------------------- scatter (matplotlib's SVG)
+
+
+# Marker per kind of row: (matplotlib marker, filled). Quick passes are hollow, full-size rows filled.
+MARKERS = {"2017 grid": ("o", True), "addition": ("^", True), "other": ("s", True)}
+MARKER_LEGEND = (
+    ("●", "2017 grid, full size"),
+    ("○", "2017 grid, quick pass"),
+    ("▲", "addition (today's scikit-learn)"),
+    ("■", "CNN / other benchmark"),
+)
+
+
+def marker_of(row: dict) -> tuple[str, bool]:
+    shape, filled = MARKERS.get(kind(row), MARKERS["other"])
+    return shape, filled and row.get("subsample") is None
 
 
 def family_colours(rows: Iterable[dict]) -> dict[str, str]:
@@ -203,9 +322,21 @@ def scatter_svg(rows: Sequence[dict], dataset: str, colours: dict[str, str]) -> 
     for i, (r, secs) in enumerate(points):
         gid = f"point-{i}"
         colour = colours.get(r.get("family", r["name"]), "#333")
-        ax.plot([max(secs, 1e-3)], [r["mean_accuracy"]], "o", ms=5, color=colour, alpha=0.75, gid=gid)
+        shape, filled = marker_of(r)
+        ax.plot(
+            [max(secs, 1e-3)],
+            [r["mean_accuracy"]],
+            shape,
+            ms=5.5,
+            color=colour,
+            markerfacecolor=colour if filled else "white",
+            alpha=0.8,
+            gid=gid,
+        )
+        where = machine_of(r)
         tips[gid] = (
-            f"{r['name']} {params_text(r['parameters'])}: {r['mean_accuracy']:.4f}, {secs:.2f} s ({size_label(r)})"
+            f"{r['name']} {params_text(r['parameters'])}: {r['mean_accuracy']:.4f}, {secs:.2f} s "
+            f"[{', '.join(filter(None, (size_label(r), kind(r), where)))}]"
         )
     if points:
         ax.set_xscale("log")
@@ -262,7 +393,7 @@ td.bad { color: #a33; cursor: help; }
 
 
 def _best_table(rows: Sequence[dict], datasets: list[str]) -> str:
-    per_ds = {ds: {r["family"]: r for r in best_per_family(rows, ds)} for ds in datasets}
+    per_ds = {ds: {family_label(r): r for r in best_per_family(rows, ds)} for ds in datasets}
     order: list[str] = []
     for ds in datasets:
         order += [f for f in per_ds[ds] if f not in order]
@@ -272,11 +403,12 @@ def _best_table(rows: Sequence[dict], datasets: list[str]) -> str:
             f"<th>{html.escape(dataset_title(ds))} accuracy</th><th>train s (CPU, else wall)</th><th>configuration</th>"
             for ds in datasets
         )
-        + "</tr>"
+        + "<th>Table 3 best (2017, 60,000 images)</th></tr>"
     )
     body = []
     for fam in order:
         cells = [f"<td>{html.escape(fam)}</td>"]
+        published = published_family_best(fam)
         for ds in datasets:
             r = per_ds[ds].get(fam)
             if r is None:
@@ -286,10 +418,43 @@ def _best_table(rows: Sequence[dict], datasets: list[str]) -> str:
             cells.append(
                 f'<td class="num">{r["mean_accuracy"]:.4f} ± {r["std_accuracy"] or 0:.4f}</td>'
                 f'<td class="num">{"" if secs is None else f"{secs:.2f}"}</td>'
-                f"<td>{html.escape(params_text(r['parameters']))} <span class=meta>({html.escape(size_label(r))})</span></td>"
+                f"<td>{html.escape(params_text(r['parameters']))} <span class=meta>({html.escape(size_label(r))}"
+                f"{'; ' + html.escape(machine_of(r)) if machine_of(r) else ''})</span></td>"
             )
+        cells.append(
+            f"<td>{published.accuracy:.3f} <span class=meta>({html.escape(params_text(published.parameters))})</span></td>"
+            if published is not None
+            else "<td></td>"
+        )
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="best"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _table3_html(rows: Sequence[dict]) -> str:
+    """Published vs measured vs difference, one line per measured row of each Table 3 configuration."""
+    body = []
+    for p, r in table3_rows(rows):
+        cells = [
+            f"<td>{html.escape(p.name)}</td><td>{html.escape(params_text(p.parameters))}</td>",
+            f'<td class="num">{p.accuracy:.3f}</td>',
+        ]
+        if r is None:
+            cells.append('<td class="meta">not run</td><td></td><td></td><td></td><td></td>')
+        else:
+            secs = _seconds(r)
+            cells.append(
+                f'<td class="num">{r["mean_accuracy"]:.4f} ± {r["std_accuracy"] or 0:.4f}</td>'
+                f'<td class="num">{100 * (r["mean_accuracy"] - p.accuracy):+.1f}</td>'
+                f"<td>{html.escape(size_label(r))}</td>"
+                f'<td class="num">{"" if secs is None else f"{secs:.2f}"}</td>'
+                f"<td>{html.escape(machine_of(r))}</td>"
+            )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    head = (
+        "<tr><th>Family</th><th>Configuration</th><th>published</th><th>measured</th>"
+        "<th>difference (points)</th><th>training images</th><th>train s (CPU, else wall)</th><th>machine</th></tr>"
+    )
+    return f'<table id="table3"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def render_html(
@@ -315,8 +480,10 @@ def render_html(
         f"<figure><figcaption>{html.escape(dataset_title(ds))}</figcaption>{scatter_svg(rows, ds, colours)}</figure>"
         for ds in datasets
     )
-    legend = "".join(
-        f'<span><i style="background:{c}"></i>{html.escape(f)}</span>' for f, c in colours.items()
+    legend = (
+        "".join(f'<span><i style="background:{c}"></i>{html.escape(f)}</span>' for f, c in colours.items())
+        + "<br>"
+        + "".join(f"<span>{m} {html.escape(what)}</span>" for m, what in MARKER_LEGEND)
     )
     head = "".join(
         f'<th data-key="{html.escape(c["key"])}" data-numeric="{1 if c["numeric"] else 0}">{html.escape(c["label"])}</th>'
@@ -334,6 +501,10 @@ def render_html(
 <p class="meta">{html.escape(meta)}</p>
 <h2>Best configuration per family</h2>
 {_best_table(rows, datasets)}
+<h2>The paper's Table 3: published vs measured</h2>
+<p class="meta">{html.escape(PAPER)}: Fashion-MNIST test accuracy of each family's best configuration,
+trained on all 60,000 images in 2017; beside it every run of the same configuration here.</p>
+{_table3_html(rows)}
 <h2>Accuracy against training time</h2>
 <div class="plots">{plots}</div>
 <div class="legend">{legend}</div>
@@ -343,6 +514,9 @@ def render_html(
 <label>Parameter <input id="filter-param" type="search" placeholder="e.g. kernel=rbf"></label>
 <label>Status <select id="filter-status"><option value="all">all</option><option value="done">done</option>
 <option value="other">not done</option></select></label>
+<label>Kind <select id="filter-kind"><option value="all">all</option><option value="full">full size</option>
+<option value="quick">quick pass</option><option value="grid">2017 grid</option><option value="addition">additions</option>
+<option value="cnn">CNN</option><option value="table3">Table 3 configurations</option></select></label>
 <span id="row-count"></span>
 </div>
 <table id="results"><thead><tr>{head}</tr></thead><tbody></tbody></table>

@@ -12,7 +12,13 @@ ran), ``mapped`` (renames applied), ``dataset``, ``fingerprint`` (of the data), 
 skipped, timeout, memory, error) and ``reason``, ``scores``, ``mean_accuracy``, ``std_accuracy``
 (population std of the scores; the original logged twice that), ``repeats``, ``start_time`` and
 ``done_time`` (ISO 8601, UTC), ``time_per_repeat`` (fit + test seconds), ``train_seconds``,
-``peak_rss_mb``, ``time_limit_s``, ``memory_limit_mb``, ``sklearn``, ``host``.
+``train_cpu_seconds`` and ``test_cpu_seconds`` (per repeat), ``peak_rss_mb``, ``time_limit_s``,
+``memory_limit_mb``, ``sklearn``, ``host``, ``machine`` (CPU model, cores, AVX2/AVX-512/bf16:
+:mod:`fmnist.machine`), ``addition`` (a row of additions.json). Rows from before
+``machine`` existed have only ``host``.
+
+``fmnist bench add`` also reads a CNN benchmark's ``cnn.json`` (:func:`cnn_bench_rows`): one row per
+recipe, with its training size and machine.
 """
 
 from __future__ import annotations
@@ -151,6 +157,11 @@ def external_row(row: dict, source: str = "cnn") -> dict:
         raise ResultsError("result row: 'subsample' must be a positive count of training images or null")
     for field in ("train_seconds", "time_per_repeat", "peak_rss_mb"):
         _number(row, field)
+    n_train = row.get("n_train")
+    if n_train is not None and (isinstance(n_train, bool) or not isinstance(n_train, int) or n_train < 1):
+        raise ResultsError("result row: 'n_train' must be a positive count of training images or null")
+    if row.get("machine") is not None and not isinstance(row["machine"], str):
+        raise ResultsError("result row: 'machine' must be a string describing where it ran")
     out = {
         **row,
         "key": job_key(dataset, subsample, name, params),
@@ -200,7 +211,69 @@ def load_rows_file(path: str | os.PathLike) -> list[dict]:
             data = [json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise ResultsError(f"{path}: neither JSON nor JSON lines ({exc.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("table"), list) and "machine" in data:
+        return cnn_bench_rows(data)  # `fmnist bench cnn`'s cnn.json
     rows = data if isinstance(data, list) else [data]
     if not rows:
         raise ResultsError(f"{path}: holds no result rows")
     return rows
+
+
+def _cnn_training_images(recipe: str, config: dict) -> int | None:
+    """Training images of a ``fmnist bench cnn`` recipe: its data less the validation split it holds out.
+
+    Presets hold out their ``val_size`` (the trainer's rule, via :func:`fmnist.train.config.make_config`);
+    the plain-PyTorch references hold out ``min(5000, n // 10)`` (``fmnist.bench.cnn.run_reference``).
+    """
+    n = config.get("train_limit") or 60_000
+    if recipe.startswith("reference-"):
+        return n - min(5000, n // 10)
+    try:
+        from fmnist.train.config import make_config  # no torch; only where a cnn.json is read
+
+        val = make_config(recipe, train_limit=config.get("train_limit")).val_size
+    except (FmnistError, KeyError):  # a recipe this version does not know: size unknown, not an error
+        return None
+    if config.get("train_limit") is not None and val >= n // 2:
+        val = max(n // 10, 10)  # the trainer's rule for tiny runs (fmnist.train.data)
+    return n - val
+
+
+def cnn_bench_rows(result: dict) -> list[dict]:
+    """Rows for the results table from ``fmnist bench cnn``'s cnn.json: one per recipe, mean over its seeds.
+
+    Named and keyed like ``fmnist bench cnn --add-to`` (``CNN RECIPE``), so adding the file after
+    ``--add-to`` replaces those rows; adds the training size (``n_train``: the recorded one, else
+    the trainer's split) and the machine line from the file's ``machine``.
+    """
+    from fmnist.machine import machine_line
+
+    config = result.get("config") if isinstance(result.get("config"), dict) else {}
+    info = result.get("machine") if isinstance(result.get("machine"), dict) else None
+    rows = []
+    for line in result["table"]:
+        if not isinstance(line, dict) or not isinstance(line.get("recipe"), str):
+            raise ResultsError("cnn.json: every 'table' entry needs a 'recipe'")
+        n_train = line.get("n_train") or _cnn_training_images(line["recipe"], config)
+        limit = config.get("train_limit")
+        rows.append(
+            {
+                "name": f"CNN {line['recipe']}",
+                "dataset": "fashion",
+                "mean_accuracy": line.get("acc_mean"),
+                "std": line.get("acc_std"),
+                "repeats": line.get("seeds"),
+                "time_per_repeat": line.get("train_time_s"),
+                "parameters": {"recipe": line["recipe"], "params": line.get("params")},
+                "subsample": limit if isinstance(limit, int) else None,
+                "n_train": n_train,
+                "machine": machine_line(info) if info else None,
+                "done_time": _iso(result.get("when")),
+            }
+        )
+    return rows
+
+
+def _iso(when: object) -> str | None:
+    """cnn.json's local "YYYY-MM-DD HH:MM:SS" as ISO 8601 (no zone: the file does not say which)."""
+    return when.replace(" ", "T") if isinstance(when, str) and when else None

@@ -74,6 +74,8 @@ class SklearnBenchConfig:
     scheduler: str | None = None  # None: threads here; "local": Dask LocalCluster; "tcp://host:port"
     grid: str | None = None  # grid JSON (default: the README's baselines.json, shipped)
     only: tuple[str, ...] = ()  # families to run (default: all)
+    best: bool = False  # only the 13 family-best configurations of the paper's Table 3 (published.py)
+    additions: bool = False  # the rows of additions.json (today's scikit-learn); with best: both sets
     retry: tuple[str, ...] = ()  # statuses whose jobs are run again (e.g. "timeout")
 
     def validate(self) -> None:
@@ -90,7 +92,26 @@ class SklearnBenchConfig:
         bad = [s for s in self.retry if s not in STATUSES or s == "done"]
         if bad:
             raise ConfigError(f"--retry takes statuses from {', '.join(STATUSES[1:])}, not {', '.join(bad)}")
+        if self.grid is not None and (self.best or self.additions):
+            flag = "--best" if self.best else "--additions"
+            raise ConfigError(
+                f"{flag} picks its rows from the shipped grid files; it cannot be combined with --grid"
+            )
         dask_client.check_scheduler(self.scheduler)
+
+
+def selected_configs(cfg: SklearnBenchConfig) -> list[gridmod.BenchConfig]:
+    """The configurations a run covers: the grid, or Table 3's rows (--best) and/or the additions, then --only."""
+    if not (cfg.best or cfg.additions):
+        return gridmod.select(gridmod.expand(gridmod.load_grid(cfg.grid)), cfg.only)
+    configs: list[gridmod.BenchConfig] = []
+    if cfg.best:
+        from fmnist.baselines.published import best_configs
+
+        configs += best_configs(gridmod.expand(gridmod.load_grid()))
+    if cfg.additions:
+        configs += gridmod.expand(gridmod.load_grid(gridmod.ADDITIONS_FILE), addition=True)
+    return gridmod.select(configs, cfg.only)
 
 
 # --------------------------------------------------------------------------- planning a run
@@ -118,7 +139,7 @@ def _training_labels(cfg: SklearnBenchConfig):
 def make_plan(cfg: SklearnBenchConfig) -> Plan:
     """Expand the grid, drop finished jobs, refuse those whose memory estimate is over the limit."""
     cfg.validate()
-    configs = gridmod.select(gridmod.expand(gridmod.load_grid(cfg.grid)), cfg.only)
+    configs = selected_configs(cfg)
     unknown = sorted({c.name for c in configs if c.name not in ESTIMATORS and ":" not in c.name})
     if unknown:
         raise ConfigError(
@@ -148,6 +169,7 @@ def make_plan(cfg: SklearnBenchConfig) -> Plan:
             cfg.wall_limit if cfg.wall_limit is not None else WALL_FACTOR * cfg.time_limit,
             cfg.memory_limit_mb,
             cfg.threads,
+            addition=c.addition,
         )
         need = memory_estimate(c.name, c.parameters, counts)
         if need is not None and need / 2**20 > cfg.memory_limit_mb:

@@ -97,16 +97,9 @@ def cmd_cnn(args) -> int:
         raise ConfigError(f"--reference-resnet sizes must be positive; got {args.reference_resnet!r}")
     result = run_bench(config_from_args(CnnBenchConfig, args, reference_resnet=(ref_width, ref_depth)))
     if args.add_to:
-        for line in result["table"]:
-            row = {
-                "name": f"CNN {line['recipe']}",
-                "dataset": "fashion",
-                "mean_accuracy": line["acc_mean"],
-                "std": line["acc_std"],
-                "repeats": line["seeds"],
-                "time_per_repeat": line["train_time_s"],
-                "parameters": {"recipe": line["recipe"], "params": line["params"]},
-            }
+        from fmnist.baselines.results import cnn_bench_rows
+
+        for row in cnn_bench_rows(result):
             append_external_result(args.add_to, row, "cnn")
     return 0
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist.bench.cnn import markdown, ratios, summarise, time_to
+from fmnist.bench.cnn import floors, floors_markdown, markdown, ratios, summarise, time_to
 from fmnist.cli import main
 
 
@@ -69,6 +69,29 @@ def test_summarise_and_ratios():
     assert ratios(table, rows) == [speedup]  # seed 0 never reached 0.935: no same-accuracy row
     text = markdown(table, [speedup], [], {"cpu": "test cpu", "cores": 2, "torch": "x", "python": "y"})
     assert "| ours |" in text and "12.5x" in text and "test cpu" in text
+
+
+def test_floors_need_every_seed_in_time_and_at_the_floor():
+    """A floor holds only when every seed trained within the budget and every seed (so also the mean) reached
+    the accuracy; single-view and flip TTA are judged apart; recipes without a floor are left out."""
+    budgets = {"fast": (20.0, 0.92)}
+
+    def seed(acc: float, tta: float, secs: float) -> dict:
+        return row("fast", 0, acc, [(secs, acc)], final_test_acc_flip_tta=tta)
+
+    rows = [seed(0.925, 0.93, 18.0), seed(0.921, 0.926, 19.5), row("other", 0, 0.99, [(1.0, 0.99)])]
+    (line,) = floors(rows, budgets)
+    assert line["in_time"] and line["single_met"] and line["flip_tta_met"]
+    assert line["single_mean"] == pytest.approx(0.923) and line["flip_tta"] == [0.93, 0.926]
+    rows[1] = seed(0.919, 0.926, 19.5)  # the mean (0.922) is above the floor, one seed is not
+    (line,) = floors(rows, budgets)
+    assert not line["single_met"] and line["flip_tta_met"]
+    rows[1] = seed(0.93, 0.935, 20.5)  # accurate, but over the 20 s budget: nothing is met
+    (line,) = floors(rows, budgets)
+    assert not line["in_time"] and not line["single_met"] and not line["flip_tta_met"]
+    text = "\n".join(floors_markdown([line]))
+    assert "| fast | 92.00% | 20 | 18.0, 20.5 |" in text and "**no**" in text
+    assert floors([row("other", 0, 0.9, [(1.0, 0.9)])], budgets) == []
 
 
 def test_flip_tta_and_ensemble_figures_by_hand():
@@ -161,11 +184,11 @@ def test_tiny_real_run_writes_every_figure(tmp_path, monkeypatch, restore_thread
     assert recipes == ["cpu-60s", "cpu-60s", "reference-tutorial", "reference-resnet"]
     ours = result["runs"][0]
     assert len(ours["curve"]) == 2 and ours["data_load_s"] > 0 and ours["eval_s"] > 0
-    assert set(ours["time_to"]) == {"0.91", "0.93", "0.94", "0.95", "0.96"}
+    assert set(ours["time_to"]) == {"0.91", "0.92", "0.93", "0.94", "0.95", "0.96"}
     assert ours["train_images_per_s"] > 0 and ours["infer_images_per_s_b256"] > 0
-    # fastcnn width 16 (cpu-60s), by hand: convs 1*16*9 + 16*32*9 + 32*32*9 + 32*64*9 = 32,400 (no biases),
-    # BatchNorm 2*(16 + 32 + 32 + 64) = 288, classifier (2*64)*10 + 10 = 1,290
-    assert ours["params"] == 32_400 + 288 + 1_290 == 33_978
+    # fastcnn width 16, depth 2 (cpu-60s), by hand: convs 1*16*9 + 16*32*9 + 32*32*9 + 32*64*9 + 64*64*9 =
+    # 69,264 (no biases), BatchNorm 2*(16 + 32 + 32 + 64 + 64) = 416, classifier (2*64)*10 + 10 = 1,290
+    assert ours["params"] == 69_264 + 416 + 1_290 == 70_970
     # resnet 4x1 (not the 64x2 default), by hand: stem 1*4*9 = 36; block 4->4: BN 8 + conv 144 + BN 8 +
     # conv 144 = 304; block 4->8 (stride 2): BN 8 + conv 288 + BN 16 + conv 576 + 1x1 shortcut 32 = 920;
     # block 8->16: BN 16 + conv 1,152 + BN 32 + conv 2,304 + shortcut 128 = 3,632; final BN 32; linear 170
@@ -190,6 +213,7 @@ def test_tiny_real_run_writes_every_figure(tmp_path, monkeypatch, restore_thread
         tta_accs.append((both.argmax(1) == labels).double().mean().item())
         probs.append(torch.softmax(both, 1))
         assert saved["final_test_acc"] == pytest.approx(plain_accs[-1], abs=1e-6)
+        assert saved["final_test_acc_flip_tta"] == pytest.approx(tta_accs[-1], abs=1e-6)
     ensemble = (torch.stack(probs).mean(0).argmax(1) == labels).double().mean().item()
     tta, ens = result["extra"]
     assert tta["name"] == "cpu-60s + flip TTA (mean over 2 seeds)"

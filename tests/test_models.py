@@ -15,7 +15,7 @@ from torch import nn
 from fmnist.errors import ConfigError
 from fmnist.models import MODELS, build_model, load_model, param_count, preprocess
 from fmnist.models.checkpoint import model_record, save
-from fmnist.train.config import make_config
+from fmnist.train.config import PRESETS, make_config
 
 # Knobs that keep every model small enough for a CPU test; a model missing here is built with its defaults.
 SMALL = {"tutorial": {}, "fastcnn": {"width": 4}, "resnet": {"width": 4, "depth": 1}}
@@ -52,11 +52,12 @@ TUTORIAL_PARAMS = (
 )
 
 
-def fastcnn_params(w: int, classes: int = 10) -> int:
-    """FastCNN of width w: bias-free 3x3 convs 1 -> w -> 2w -> 2w -> 4w, each followed by a BatchNorm
-    (weight and bias per channel), then a Linear from the max and average pools concatenated (2 * 4w)."""
-    convs = 3 * 3 * (1 * w + w * 2 * w + 2 * w * 2 * w + 2 * w * 4 * w)
-    norms = 2 * (w + 2 * w + 2 * w + 4 * w)
+def fastcnn_params(w: int, classes: int = 10, depth: int = 1) -> int:
+    """FastCNN of width w: bias-free 3x3 convs 1 -> w -> 2w -> 2w -> 4w (then depth - 1 more 4w -> 4w), each
+    followed by a BatchNorm (weight and bias per channel), then a Linear from the max and average pools
+    concatenated (2 * 4w)."""
+    convs = 3 * 3 * (1 * w + w * 2 * w + 2 * w * 2 * w + 2 * w * 4 * w + (depth - 1) * 4 * w * 4 * w)
+    norms = 2 * (w + 2 * w + 2 * w + 4 * w + (depth - 1) * 4 * w)
     return convs + norms + (2 * 4 * w) * classes + classes
 
 
@@ -79,6 +80,7 @@ def test_hand_counts_match_the_documented_figures():
     """The hand formulas give the figures the docs quote (README, nets.py, resnet.py)."""
     assert TUTORIAL_PARAMS == 3_274_634
     assert fastcnn_params(16) == 33_978 and fastcnn_params(24) == 75_154 and fastcnn_params(32) == 132_458
+    assert fastcnn_params(24, depth=2) == 158_290
     assert 2.7e6 < resnet_params(64, 2) < 2.9e6  # "about 2.8M parameters"
 
 
@@ -87,6 +89,7 @@ def test_hand_counts_match_the_documented_figures():
     [
         ("tutorial", {}, TUTORIAL_PARAMS),
         *[("fastcnn", {"width": w}, fastcnn_params(w)) for w in (1, 4, 8, 16, 24)],
+        *[("fastcnn", {"width": w, "depth": d}, fastcnn_params(w, depth=d)) for w, d in ((4, 3), (24, 2))],
         *[
             ("resnet", {"width": w, "depth": d}, resnet_params(w, d))
             for w, d in ((4, 1), (4, 2), (8, 1), (8, 2))
@@ -176,7 +179,7 @@ def test_tutorial_net_is_the_readme_two_conv_pooling_net():
 
 def test_fast_default_is_small():
     """The CPU default stays at 'a few hundred thousand parameters at most': width 16, 34k parameters."""
-    assert MODELS["fastcnn"].defaults == {"width": 16}
+    assert MODELS["fastcnn"].defaults == {"width": 16, "depth": 1}
     assert param_count(build_model("fastcnn")) == fastcnn_params(16) < 300_000
     assert "34k parameters" in MODELS["fastcnn"].summary and round(fastcnn_params(16), -3) == 34_000
 
@@ -191,24 +194,41 @@ def test_fastcnn_normalises_after_pooling():
     assert sizes == [(14, 14), (14, 14), (7, 7), (7, 7)]
 
 
-# The README's preset table, written out: fastcnn width, epochs, flips ("with flips" / "without augmentation");
-# every CPU recipe whitens its first layer and uses neither crop nor erasing.
+# The README's preset table, written out: fastcnn width, depth, epochs, flips, crop padding, erasing probability;
+# every CPU recipe whitens its first layer.
 README_CPU_PRESETS = {
-    "cpu-fast": (24, 20, True),
-    "cpu-60s": (16, 6, False),
-    "cpu-fast-avx2": (16, 16, True),
-    "cpu-60s-avx2": (16, 3, False),
+    "cpu-20s": (16, 2, 3, False, 0, 0.0),
+    "cpu-60s": (16, 2, 6, False, 0, 0.0),
+    "cpu-fast": (24, 2, 16, True, 1, 0.25),
+    "cpu-best": (24, 2, 22, True, 1, 0.25),
+    "cpu-60s-v1": (16, 1, 6, False, 0, 0.0),
+    "cpu-fast-v1": (24, 1, 20, True, 0, 0.0),
+    "cpu-20s-avx2": (16, 1, 1, False, 0, 0.0),
+    "cpu-60s-avx2": (16, 1, 3, False, 0, 0.0),
+    "cpu-fast-avx2": (16, 1, 16, True, 0, 0.0),
 }
 
 
 @pytest.mark.parametrize("name", sorted(README_CPU_PRESETS))
 def test_cpu_presets_are_the_readme_recipes(name):
-    """fastcnn width 16 for the fp32 (AVX2) recipes; the bf16 cpu-fast spends its doubled speed on width 24."""
-    width, epochs, flips = README_CPU_PRESETS[name]
+    """fastcnn width 16 for the fp32 (AVX2) recipes; the bf16 ones add a second conv at 7x7 and, for the long
+    runs, width 24 with light crop and erasing."""
+    width, depth, epochs, flips, crop, erase = README_CPU_PRESETS[name]
     cfg = make_config(name)
-    assert (cfg.model, cfg.width, cfg.epochs, cfg.flip, cfg.whiten) == ("fastcnn", width, epochs, flips, True)
-    assert cfg.crop_pad == 0 and cfg.erase_p == 0 and cfg.preset == name
-    assert param_count(build_model(cfg.model, **cfg.model_kwargs())) == fastcnn_params(width)
+    assert (cfg.model, cfg.width, cfg.depth or 1, cfg.epochs, cfg.flip) == (
+        "fastcnn",
+        width,
+        depth,
+        epochs,
+        flips,
+    )
+    assert (cfg.crop_pad, cfg.erase_p, cfg.whiten, cfg.preset) == (crop, erase, True, name)
+    model = build_model(cfg.model, **cfg.model_kwargs())
+    assert param_count(model) == fastcnn_params(width, depth=depth)
+
+
+def test_every_cpu_preset_is_in_the_readme_table():
+    assert {n for n in PRESETS if n.startswith("cpu-")} == set(README_CPU_PRESETS)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +236,8 @@ def test_cpu_presets_are_the_readme_recipes(name):
     [
         ("nope", {}, "unknown model 'nope'"),
         ("tutorial", {"width": 8}, "takes no width"),
-        ("fastcnn", {"depth": 2}, "takes no depth"),
+        ("tutorial", {"depth": 2}, "takes no depth"),
+        ("fastcnn", {"depth": 0}, "--depth must be positive"),
         ("fastcnn", {"width": 0}, "--width must be positive"),
         ("resnet", {"depth": -1}, "--depth must be positive"),
     ],

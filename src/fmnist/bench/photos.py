@@ -166,9 +166,7 @@ def describe_calibration(model: Model) -> str:
     cal = model.calibration
     if cal.temperature == 1.0 and not math.isfinite(cal.abstain_threshold):
         return "none (run `fmnist calibrate`)"
-    return (
-        f"temperature {cal.temperature:.3f}, abstain when {cal.abstain_score} < {cal.abstain_threshold:.3f}"
-    )
+    return f"temperature {cal.temperature:.3f}, {cal.abstain_rule()}"
 
 
 def check_out(out: Path) -> None:

@@ -68,9 +68,6 @@ def cmd_calibrate(args) -> int:
         raise FmnistError("--labels goes with --photos")
     calibration, path = calibrate_model(args.model, args.photos, args.labels, args.data_dir)
     print(f"temperature {calibration.temperature:.3f}: {calibration.chosen_on['temperature']}")
-    print(
-        f"abstain when {calibration.abstain_score} < {calibration.abstain_threshold:.3f}: "
-        f"{calibration.chosen_on['abstain_threshold']}"
-    )
+    print(f"{calibration.abstain_rule()}: {calibration.chosen_on['abstain_threshold']}")
     print(f"wrote {path}")
     return 0

@@ -61,6 +61,12 @@ class Calibration:
         """(n,) bool: the score of these raw logits is under the threshold."""
         return self.scores(logits) < self.abstain_threshold
 
+    def abstain_rule(self) -> str:
+        """The abstain rule in words, for what the commands print."""
+        if not math.isfinite(self.abstain_threshold):
+            return "never abstains"
+        return f"abstain when {self.abstain_score} < {self.abstain_threshold:.3f}"
+
     def to_dict(self) -> dict[str, Any]:
         data = {"format": FORMAT, **dataclasses.asdict(self)}
         if not math.isfinite(self.abstain_threshold):

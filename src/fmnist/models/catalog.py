@@ -17,7 +17,11 @@ class ModelEntry:
 
 CATALOG: dict[str, ModelEntry] = {
     "tutorial": ModelEntry("the README table's '2 Conv+pooling' net (reported 91.6%)", ("dropout",)),
-    "fastcnn": ModelEntry("the CPU default: 4 conv-BN layers, 34k parameters", ("width",), {"width": 16}),
+    "fastcnn": ModelEntry(
+        "the CPU default: 4 conv-BN layers (+ depth - 1 at 7x7), 34k parameters",
+        ("width", "depth"),
+        {"width": 16, "depth": 1},
+    ),
     "resnet": ModelEntry(
         "pre-activation residual net for GPUs, width and depth configurable",
         ("width", "depth", "dropout"),

@@ -24,7 +24,7 @@ go through the same steps, or the model sees something it was never trained on. 
    brightest pixel to 255 (the training images reach 255 in 91.6% of cases, mean max 254.9);
 7. centre on a black 28x28 canvas, an odd leftover pixel above / left (as the data set does).
 
-Step 2 was chosen on the 741 photos of ../shared/photos with the ``make run`` model (cpu-fast):
+Step 2 was chosen on the 741 photos of ../shared/photos with the then ``make run`` model (cpu-fast-v1):
 lenient top-1 on the 570 in-class photos 43.9% with steps 3-7 alone, 57.9% with the cut and
 negation, 60.2% with the stretch too. Blurring, flattening or histogram-matching the garment,
 gamma 0.7 or 1.4 and a tighter (eroded) cut measured within two points of it or worse

@@ -460,6 +460,6 @@ def calibrate_run(
     write_calibration(run_dir, calibration)
     say(
         f"calibration: temperature {calibration.temperature:.3f} ({calibration.chosen_on['temperature']}); "
-        f"abstain when {calibration.abstain_score} < {calibration.abstain_threshold:.3f}"
+        f"{calibration.abstain_rule()}"
     )
     return calibration

@@ -249,7 +249,7 @@ BAD_RECORDS = {
     "no-mean": ({"mean": KeyError}, "missing 'mean'"),
     "arch-kwargs-not-the-weights": ({"arch_kwargs": {"width": 8}}, "do not fit"),
     "unknown-arch": ({"arch": "transformer"}, "unknown model 'transformer'"),
-    "unknown-knob": ({"arch_kwargs": {"depth": 2}}, "takes no depth"),
+    "unknown-knob": ({"arch_kwargs": {"heads": 2}}, "takes no heads"),
     "width-a-string": ({"arch_kwargs": {"width": "4"}}, "positive integer"),
     "mean-nan": ({"mean": float("nan")}, "'mean' must be a finite number"),
     "std-zero": ({"std": 0.0}, "'std' must be a finite number above 0"),

@@ -16,40 +16,29 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import io
 import json
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import matplotlib
-from matplotlib.figure import Figure
-
+from fmnist.baselines.chart import MARKER_LEGEND, family_colours, scatter_svg
 from fmnist.baselines.published import PAPER, TABLE3, published_family_best, published_for
 from fmnist.baselines.results import ResultsError, latest, read_results
-from fmnist.data.registry import DATASETS
-from fmnist.fsio import write_text
-
-SVG, XLINK = "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"
-PALETTE = (  # 16 distinguishable colours, one per family in first-seen order (then they repeat)
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#393b79",
-    "#ad494a",
-    "#637939",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
+from fmnist.baselines.rows import (
+    dataset_title,
+    datasets_of,
+    family_label,
+    finished,
+    kind,
+    machine_of,
+    params_text,
+    seconds_of,
+    size_label,
+    tags,
+    training_images,
+    wall_seconds,
 )
+from fmnist.fsio import write_text
 
 
 def load_rows(paths: Sequence[str | os.PathLike]) -> list[dict]:
@@ -62,95 +51,16 @@ def load_rows(paths: Sequence[str | os.PathLike]) -> list[dict]:
     return list(latest(rows).values())
 
 
-def dataset_title(name: str) -> str:
-    spec = DATASETS.get(name)
-    return spec.title if spec is not None else name
-
-
-def datasets_of(rows: Iterable[dict]) -> list[str]:
-    """Data sets in display order: Fashion-MNIST, MNIST, then the others by name."""
-    names = {r["dataset"] for r in rows}
-    return [d for d in ("fashion", "mnist") if d in names] + sorted(names - {"fashion", "mnist"})
-
-
-def training_images(row: dict) -> int | None:
-    """Images the row's model was trained on: recorded (``n_train``), else the subsample, else unknown."""
-    n = row.get("n_train") or row.get("subsample")
-    return n if isinstance(n, int) and not isinstance(n, bool) else None
-
-
-def size_label(row: dict) -> str:
-    """``"60,000 (full)"``, ``"2,000 (quick)"``; ``"full"`` for a full-size row that does not say its size."""
-    n, quick = training_images(row), row.get("subsample") is not None
-    if n is None:
-        return "full"
-    return f"{n:,} ({'quick' if quick else 'full'})"
-
-
-def is_sklearn(row: dict) -> bool:
-    return row.get("source", "sklearn") == "sklearn"
-
-
-def kind(row: dict) -> str:
-    """What produced the row: ``2017 grid``, ``addition`` (today's scikit-learn) or the other benchmark (``CNN``)."""
-    if not is_sklearn(row):
-        return str(row.get("source") or "other").upper()
-    return "addition" if row.get("addition") else "2017 grid"
-
-
-def tags(row: dict) -> list[str]:
-    """The dashboard's kind filter: full / quick, the kind, and table3 for the paper's configurations."""
-    out = ["quick" if row.get("subsample") is not None else "full"]
-    out.append(kind(row).lower() if not is_sklearn(row) else ("addition" if row.get("addition") else "grid"))
-    if published_for(row) is not None:
-        out.append("table3")
-    return out
-
-
-def machine_of(row: dict) -> str:
-    """Where the row ran: its machine line, else its host name (rows from before ``machine``), else ""."""
-    return row.get("machine") or (f"host {row['host']}" if row.get("host") else "")
-
-
-def family_label(row: dict) -> str:
-    """The family, with additions apart: today's default LogisticRegression is not a 2017 configuration."""
-    fam = row.get("family", row["name"])
-    return f"{fam} (addition)" if row.get("addition") else fam
-
-
-def params_text(params: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
-
-
-def _done(rows: Iterable[dict]) -> list[dict]:
-    return [r for r in rows if r.get("status") == "done" and r.get("mean_accuracy") is not None]
-
-
 def best_per_family(rows: Iterable[dict], dataset: str) -> list[dict]:
     """The most accurate finished row of each family on ``dataset``, best first."""
     best: dict[str, dict] = {}
-    for r in _done(rows):
+    for r in finished(rows):
         if r["dataset"] != dataset:
             continue
         old = best.get(family_label(r))
         if old is None or r["mean_accuracy"] > old["mean_accuracy"]:
             best[family_label(r)] = r
     return sorted(best.values(), key=lambda r: -r["mean_accuracy"])
-
-
-def _wall(row: dict) -> float | None:
-    return row.get("train_seconds") if row.get("train_seconds") is not None else row.get("time_per_repeat")
-
-
-def _seconds(row: dict) -> float | None:
-    """Training seconds per repeat for ranking and plotting: CPU seconds where measured, else wall.
-
-    The scikit-learn jobs run one thread each, so their CPU time is what the fit costs; their wall
-    time on a shared machine also counts the other users' work. Rows from elsewhere (a CNN's)
-    bring wall seconds only.
-    """
-    cpu = row.get("train_cpu_seconds")
-    return cpu if cpu is not None else _wall(row)
 
 
 def _fmt_seconds(value: float | None) -> str:
@@ -171,7 +81,7 @@ def best_per_family_markdown(rows: Sequence[dict]) -> str:
             out.append(
                 f"| {family_label(r)} | {params_text(r['parameters'])} | {r['mean_accuracy']:.4f} ± "
                 f"{r['std_accuracy'] or 0:.4f} ({r['repeats']}) | {_fmt_seconds(r.get('train_cpu_seconds'))} | "
-                f"{_fmt_seconds(_wall(r))} | {size_label(r)} | {machine_of(r)} |"
+                f"{_fmt_seconds(wall_seconds(r))} | {size_label(r)} | {machine_of(r)} |"
             )
         out.append("")
     return "\n".join(out) if out else "(no results)"
@@ -181,7 +91,7 @@ def table3_rows(rows: Sequence[dict]) -> list[tuple]:
     """``(published, row or None)`` for each Table 3 entry: its finished rows, most training images first."""
     out = []
     for p in TABLE3:
-        mine = [r for r in _done(rows) if (q := published_for(r)) is not None and q.key == p.key]
+        mine = [r for r in finished(rows) if (q := published_for(r)) is not None and q.key == p.key]
         mine.sort(key=lambda r: -(training_images(r) or 0))
         out += [(p, r) for r in mine] or [(p, None)]
     return out
@@ -250,7 +160,7 @@ def table_data(rows: Sequence[dict]) -> dict:
         g[f"acc{i}"] = r.get("mean_accuracy")
         g[f"std{i}"] = r.get("std_accuracy")
         g[f"rep{i}"] = r.get("repeats")
-        g[f"secs{i}"] = _wall(r)
+        g[f"secs{i}"] = wall_seconds(r)
         g[f"cpu{i}"] = r.get("train_cpu_seconds")
         g[f"status{i}"] = r.get("status")
         g[f"reason{i}"] = r.get("reason", "")
@@ -287,87 +197,6 @@ def table_data(rows: Sequence[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- scatter (matplotlib's SVG)
-
-
-# Marker per kind of row: (matplotlib marker, filled). Quick passes are hollow, full-size rows filled.
-MARKERS = {"2017 grid": ("o", True), "addition": ("^", True), "other": ("s", True)}
-MARKER_LEGEND = (
-    ("●", "2017 grid, full size"),
-    ("○", "2017 grid, quick pass"),
-    ("▲", "addition (today's scikit-learn)"),
-    ("■", "CNN / other benchmark"),
-)
-
-
-def marker_of(row: dict) -> tuple[str, bool]:
-    shape, filled = MARKERS.get(kind(row), MARKERS["other"])
-    return shape, filled and row.get("subsample") is None
-
-
-def family_colours(rows: Iterable[dict]) -> dict[str, str]:
-    fams = list(dict.fromkeys(r.get("family", r["name"]) for r in rows))
-    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(fams)}
-
-
-def scatter_svg(rows: Sequence[dict], dataset: str, colours: dict[str, str]) -> str:
-    """Accuracy (y) against training seconds per repeat (x, log) of ``dataset``'s finished rows.
-
-    Matplotlib's SVG, made fit to sit inline in the page: one ``g.point`` per row with its
-    configuration as a tooltip (``<title>``), no namespaces, metadata or group ids.
-    """
-    points = [(r, s) for r in _done(rows) if r["dataset"] == dataset and (s := _seconds(r)) is not None]
-    fig = Figure(figsize=(4.8, 3.3))
-    ax = fig.add_subplot()
-    tips = {}
-    for i, (r, secs) in enumerate(points):
-        gid = f"point-{i}"
-        colour = colours.get(r.get("family", r["name"]), "#333")
-        shape, filled = marker_of(r)
-        ax.plot(
-            [max(secs, 1e-3)],
-            [r["mean_accuracy"]],
-            shape,
-            ms=5.5,
-            color=colour,
-            markerfacecolor=colour if filled else "white",
-            alpha=0.8,
-            gid=gid,
-        )
-        where = machine_of(r)
-        tips[gid] = (
-            f"{r['name']} {params_text(r['parameters'])}: {r['mean_accuracy']:.4f}, {secs:.2f} s "
-            f"[{', '.join(filter(None, (size_label(r), kind(r), where)))}]"
-        )
-    if points:
-        ax.set_xscale("log")
-    else:
-        ax.text(0.5, 0.5, "no finished results", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("training seconds per repeat: CPU, else wall (log)")
-    ax.set_ylabel("test accuracy")
-    ax.grid(color="#eee")
-    fig.tight_layout()
-    svg = io.BytesIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as text: small, and the page's font
-        fig.savefig(svg, format="svg")
-    root = ET.fromstring(svg.getvalue())
-    for parent in list(root.iter()):
-        for child in list(parent):
-            if child.tag == f"{{{SVG}}}metadata":
-                parent.remove(child)
-    for el in root.iter():
-        el.tag = el.tag.rpartition("}")[2]
-        el.attrib = {k.replace(f"{{{XLINK}}}", "xlink:"): v for k, v in el.attrib.items()}
-        tip = tips.get(el.get("id")) if el.tag == "g" else None
-        if tip is not None:
-            title = ET.Element("title")
-            title.text = tip
-            el.insert(0, title)
-            el.set("class", "point")
-        if el.tag == "g":
-            el.attrib.pop("id", None)  # figure_1, axes_1, ...: the same in every plot of the page
-    what = "accuracy against training time" if points else "no finished results"
-    root.attrib.update({"class": "scatter", "role": "img", "aria-label": f"{dataset_title(dataset)}: {what}"})
-    return ET.tostring(root, encoding="unicode")
 
 
 # --------------------------------------------------------------------------- the page
@@ -414,7 +243,7 @@ def _best_table(rows: Sequence[dict], datasets: list[str]) -> str:
             if r is None:
                 cells.append("<td></td><td></td><td></td>")
                 continue
-            secs = _seconds(r)
+            secs = seconds_of(r)
             cells.append(
                 f'<td class="num">{r["mean_accuracy"]:.4f} ± {r["std_accuracy"] or 0:.4f}</td>'
                 f'<td class="num">{"" if secs is None else f"{secs:.2f}"}</td>'
@@ -441,7 +270,7 @@ def _table3_html(rows: Sequence[dict]) -> str:
         if r is None:
             cells.append('<td class="meta">not run</td><td></td><td></td><td></td><td></td>')
         else:
-            secs = _seconds(r)
+            secs = seconds_of(r)
             cells.append(
                 f'<td class="num">{r["mean_accuracy"]:.4f} ± {r["std_accuracy"] or 0:.4f}</td>'
                 f'<td class="num">{100 * (r["mean_accuracy"] - p.accuracy):+.1f}</td>'

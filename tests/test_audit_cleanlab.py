@@ -23,6 +23,7 @@ from fmnist.audit.labels import (
 )
 from fmnist.audit.references import (
     ISSUE184_FULL_BODY,
+    MULLER_MARKERT_LABELFIX_CODE,
     MULLER_MARKERT_TABLE7,
     compare_with_references,
     published_training_errors,
@@ -117,6 +118,11 @@ def test_published_indices_are_training_indices():
     refs = published_training_errors()
     assert ISSUE184_FULL_BODY == 36325 and ISSUE184_FULL_BODY in refs["all"]
     assert len(set(MULLER_MARKERT_TABLE7)) == len(MULLER_MARKERT_TABLE7)
+    assert len(set(MULLER_MARKERT_LABELFIX_CODE)) == 14 and set(MULLER_MARKERT_LABELFIX_CODE) <= set(
+        refs["all"]
+    )
+    # 28264 is in both of the authors' lists; the union counts it once: 6 + 14 + 1 + 1 - 1.
+    assert len(refs["all"]) == 21
     assert all(0 <= i < 60_000 for i in refs["all"])
 
 

@@ -200,7 +200,7 @@ README_CPU_PRESETS = {
     "cpu-20s": (16, 2, 3, False, 0, 0.0),
     "cpu-60s": (16, 2, 6, False, 0, 0.0),
     "cpu-fast": (24, 2, 16, True, 1, 0.25),
-    "cpu-best": (24, 2, 22, True, 1, 0.25),
+    "cpu-best": (24, 2, 24, True, 1, 0.25),
     "cpu-60s-v1": (16, 1, 6, False, 0, 0.0),
     "cpu-fast-v1": (24, 1, 20, True, 0, 0.0),
     "cpu-20s-avx2": (16, 1, 1, False, 0, 0.0),

@@ -441,3 +441,20 @@ def test_augmentation_repeats_for_the_same_generator_seed():
     assert torch.equal(a, b) and not torch.equal(a, c)
     crop = random_crop(x, 2, torch.Generator().manual_seed(0))
     assert crop.shape == x.shape and not torch.equal(crop, x)
+
+
+def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
+    """Each output image is the padded image's HxW window at the offsets the generator draws, in order."""
+    x = torch.rand(12, 2, 28, 20)  # two channels, not square: rows and columns must not be swapped
+    pad = 2
+    crop = random_crop(x, pad, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    dy = torch.randint(0, 2 * pad + 1, (12,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (12,), generator=gen)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    for i in range(12):
+        want = padded[i, :, dy[i] : dy[i] + 28, dx[i] : dx[i] + 20]
+        assert torch.equal(crop[i], want), i
+    assert (
+        len(set(zip(dy.tolist(), dx.tolist(), strict=True))) > 3
+    )  # the draw varies, so the check means something

@@ -25,6 +25,18 @@ MULLER_MARKERT_TABLE7: tuple[int, ...] = ()
 # say whether the numbers are 0-based (the authors load the data with tf.keras, which is 0-based).
 MULLER_MARKERT_ISSUE166: tuple[int, ...] = (45592, 16691, 28264, 33982, 40513, 42018)
 
+# The authors' code, github.com/mueller91/labelfix: ``src/examples/find_in_fashion_mnist.py`` (commit 606128c)
+# checks its flagged images against this hard-coded list of mislabelled training images (indices into
+# ``tf.keras.datasets.fashion_mnist`` training order: the repository's ``preprocess_x_y_and_shuffle`` does not
+# reorder the images). Not shown to be Table 7; no labels are given.
+MULLER_MARKERT_LABELFIX_CODE: tuple[int, ...] = (
+    3415, 28264, 29599, 37286, 36049, 9059, 18188, 1600, 34381, 22750, 39620, 50494, 38208, 53257,
+)  # fmt: skip
+
+# The same repository's README shows four examples by index (45592, 28264, 33982, 42018, all in issue #166's
+# six) and its folder ``doc/imgs/fashion_mnist/`` holds one more, 22264.png.
+MULLER_MARKERT_REPO_IMAGE = 22264
+
 # github.com/zalandoresearch/fashion-mnist issue #184 ("Image of full body in trainingset", buehlpa,
 # 2023-08-03): "image 36325 in the training set with class: shirt", shown with
 # ``fashion_mnist.load_data()`` and ``x_train[36325]``: 0-based.
@@ -37,10 +49,13 @@ REFERENCE_DATASET = "Fashion-MNIST"
 def published_training_errors() -> dict[str, tuple[int, ...]]:
     """The reference sets by source (empty ones included, so a report says what was not found)."""
     table7 = tuple(MULLER_MARKERT_TABLE7)
-    union = tuple(sorted({*table7, *MULLER_MARKERT_ISSUE166, ISSUE184_FULL_BODY}))
+    authors = (*MULLER_MARKERT_ISSUE166, *MULLER_MARKERT_LABELFIX_CODE, MULLER_MARKERT_REPO_IMAGE)
+    union = tuple(sorted({*table7, *authors, ISSUE184_FULL_BODY}))
     return {
         "muller_markert_table7": table7,
         "muller_markert_issue166": MULLER_MARKERT_ISSUE166,
+        "muller_markert_labelfix_code": MULLER_MARKERT_LABELFIX_CODE,
+        "muller_markert_repo_image": (MULLER_MARKERT_REPO_IMAGE,),
         "fashion_mnist_issue184": (ISSUE184_FULL_BODY,),
         "all": union,
     }

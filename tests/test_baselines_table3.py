@@ -273,7 +273,7 @@ def sk_row(name, params, acc, *, n=60_000, quick=False, addition=False, machine=
 def every_kind(tmp_path) -> Path:
     """A results file as a user gets it: full-size, quick-pass, addition and legacy rows, plus `bench add cnn.json`."""
     rows = [
-        sk_row("SVC", {"C": 10.0, "kernel": "rbf"}, 0.890, secs=900.0),
+        {**sk_row("SVC", {"C": 10.0, "kernel": "rbf"}, 0.890, secs=900.0), "test_cpu_seconds": 120.0},
         sk_row("SVC", {"C": 10.0, "kernel": "rbf"}, 0.8231, n=2000, quick=True, secs=0.28),
         sk_row("GaussianNB", {"priors": [0.1] * 10}, 0.5222, n=2000, quick=True, secs=0.01),
         sk_row(
@@ -299,11 +299,16 @@ def test_report_prints_published_vs_measured_for_table_3_rows(tmp_path, capsys):
     assert published_for(next(r for r in rows if r["name"] == "LogisticRegression")) is None  # an addition
     text = table3_markdown(rows)
     assert "arXiv:1708.07747" in text
-    assert "| SVC | C=10.0 kernel=rbf | 0.897 | 0.8900 ± 0.0010 (2) | -0.7 | 60,000 (full) |" in text
+    # Fit and predict CPU seconds per repeat; a row without the predict time leaves its cell empty.
+    assert (
+        "| SVC | C=10.0 kernel=rbf | 0.897 | 0.8900 ± 0.0010 (2) | -0.7 | 60,000 (full) | 900.00 | 120.00 |"
+        in text
+    )
+    assert "| -7.4 | 2,000 (quick) | 0.28 |  |" in text
     assert "| SVC | C=10.0 kernel=rbf | 0.897 | 0.8231 ± 0.0010 (2) | -7.4 | 2,000 (quick) |" in text
     assert "| GaussianNB | priors=[0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1] | 0.511 | 0.5222" in text
     assert (
-        "| GradientBoostingClassifier | loss=deviance n_estimators=100 max_depth=10 | 0.880 | not run |"
+        "| GradientBoostingClassifier | loss=deviance n_estimators=100 max_depth=10 | 0.880 | not run | | | | | |"
         in text
     )
     assert table3_markdown([r for r in rows if r["source"] == "cnn"]) == ""

@@ -313,8 +313,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # about 3 minutes on two Zen 5 cores (val 0.9460), so that `make run` on a fresh clone stays under 5 minutes.
     "cpu-fast": {**_CPU_BASE, **_DEEP_24, "epochs": 16},
     # The five-minute budget: the same net and augmentation for 24 epochs (20 epochs: val 0.9480 in 207 s; 24:
-    # 0.9500 in 251 s). 22 epochs, 3.5-4.5 minutes, left one seed one image short of 94% with flip TTA; the
-    # cheaper random crop (5% of a step) paid for two more.
+    # 0.9500 in 251 s). 22 epochs left one seed one image short of 94% with flip TTA; with the cheaper random
+    # crop, 24 epochs took 236-251 s on two Zen 5 cores (22 took 220-263 s before it; benchmarks/RESULTS.md).
     "cpu-best": {**_CPU_BASE, **_DEEP_24, "epochs": 24},
     # The one-minute budget: width 16, depth 2 (70,970 parameters), 6 epochs without augmentation, 30-40 s.
     "cpu-60s": {**_CPU_BASE, "width": 16, "depth": 2, "epochs": 6, "warmup_epochs": 0.3, "flip": False},

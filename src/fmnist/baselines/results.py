@@ -229,14 +229,15 @@ def _cnn_training_images(recipe: str, config: dict) -> int | None:
     if recipe.startswith("reference-"):
         return n - min(5000, n // 10)
     try:
-        from fmnist.train.config import make_config  # no torch; only where a cnn.json is read
+        from fmnist.train.config import (  # no torch; only where a cnn.json is read
+            make_config,
+            validation_size,
+        )
 
         val = make_config(recipe, train_limit=config.get("train_limit")).val_size
     except (FmnistError, KeyError):  # a recipe this version does not know: size unknown, not an error
         return None
-    if config.get("train_limit") is not None and val >= n // 2:
-        val = max(n // 10, 10)  # the trainer's rule for tiny runs (fmnist.train.data)
-    return n - val
+    return n - validation_size(val, n, config.get("train_limit") is not None)
 
 
 def cnn_bench_rows(result: dict) -> list[dict]:
@@ -250,12 +251,12 @@ def cnn_bench_rows(result: dict) -> list[dict]:
 
     config = result.get("config") if isinstance(result.get("config"), dict) else {}
     info = result.get("machine") if isinstance(result.get("machine"), dict) else None
+    limit = config.get("train_limit")
     rows = []
     for line in result["table"]:
         if not isinstance(line, dict) or not isinstance(line.get("recipe"), str):
             raise ResultsError("cnn.json: every 'table' entry needs a 'recipe'")
         n_train = line.get("n_train") or _cnn_training_images(line["recipe"], config)
-        limit = config.get("train_limit")
         rows.append(
             {
                 "name": f"CNN {line['recipe']}",

@@ -51,7 +51,7 @@ def kind(row: dict) -> str:
 def tags(row: dict) -> list[str]:
     """The dashboard's kind filter: full / quick, the kind, and table3 for the paper's configurations."""
     out = ["quick" if row.get("subsample") is not None else "full"]
-    out.append(kind(row).lower() if not is_sklearn(row) else ("addition" if row.get("addition") else "grid"))
+    out.append("grid" if kind(row) == "2017 grid" else kind(row).lower())
     if published_for(row) is not None:
         out.append("table3")
     return out

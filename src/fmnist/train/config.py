@@ -304,6 +304,8 @@ _CPU_BASE: dict[str, Any] = {
 }
 # fastcnn width 24 with two convs at 7x7, light crop and erasing: the long bf16 recipes.
 _DEEP_24: dict[str, Any] = {"width": 24, "depth": 2, "warmup_epochs": 0.5, "crop_pad": 1, "erase_p": 0.25}
+# fastcnn width 16 with two convs at 7x7, no augmentation: the short bf16 recipes (cpu-60s, cpu-20s).
+_SHORT_16: dict[str, Any] = {"width": 16, "depth": 2, "warmup_epochs": 0.3, "flip": False}
 PRESETS: dict[str, dict[str, Any]] = {
     # The bf16 recipes of the second frontier step (issue #18; chosen on the validation split on machine D, AMD
     # Zen 5 with AVX512-BF16; benchmarks/NOTES.md): fastcnn with a second conv at 7x7 (depth 2), which gained a
@@ -317,9 +319,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # crop, 24 epochs took 236-251 s on two Zen 5 cores (22 took 220-263 s before it; benchmarks/RESULTS.md).
     "cpu-best": {**_CPU_BASE, **_DEEP_24, "epochs": 24},
     # The one-minute budget: width 16, depth 2 (70,970 parameters), 6 epochs without augmentation, 30-40 s.
-    "cpu-60s": {**_CPU_BASE, "width": 16, "depth": 2, "epochs": 6, "warmup_epochs": 0.3, "flip": False},
+    "cpu-60s": {**_CPU_BASE, **_SHORT_16, "epochs": 6},
     # The 20-second budget: the same net for 3 epochs, 16-19 s (val 0.9348 / 0.9300 for seeds 0 / 1).
-    "cpu-20s": {**_CPU_BASE, "width": 16, "depth": 2, "epochs": 3, "warmup_epochs": 0.3, "flip": False},
+    "cpu-20s": {**_CPU_BASE, **_SHORT_16, "epochs": 3},
     # The first frontier step's bf16 recipes (tuned on machine C, Intel AMX), kept to measure the new ones against.
     "cpu-fast-v1": {**_CPU_BASE, "width": 24, "epochs": 20, "warmup_epochs": 0.5},
     "cpu-60s-v1": {**_CPU_BASE, "width": 16, "epochs": 6, "warmup_epochs": 0.3, "flip": False},
@@ -382,6 +384,14 @@ AVX2_TWIN = {
     "cpu-60s": "cpu-60s-avx2",
     "cpu-20s": "cpu-20s-avx2",
 }
+
+
+def validation_size(val_size: int, n: int, limited: bool, n_classes: int = 10) -> int:
+    """The validation split the trainer holds out of ``n`` images: ``val_size``, except on a --train-limit
+    run where that would take half the images or more: then a tenth (at least one image per class)."""
+    if limited and val_size >= n // 2:
+        return max(n // 10, n_classes)
+    return val_size
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 from fmnist.data.loader import load_dataset, stratified_split
 from fmnist.errors import ConfigError
 from fmnist.models.inputs import to_unit
+from fmnist.train.config import validation_size
 
 
 @dataclass
@@ -66,9 +67,7 @@ def load_training_data(cfg, device: torch.device) -> TrainingData:
     if cfg.train_limit is not None:
         images, labels = images[: cfg.train_limit], labels[: cfg.train_limit]
     n = len(labels)
-    val_size = cfg.val_size
-    if cfg.train_limit is not None and val_size >= n // 2:
-        val_size = max(n // 10, len(ds.classes))  # keep a small validation split on tiny runs
+    val_size = validation_size(cfg.val_size, n, cfg.train_limit is not None, len(ds.classes))
     if val_size >= n:
         raise ConfigError(f"--val-size {cfg.val_size} leaves no training images out of {n}")
     return TrainingData.from_arrays(

@@ -331,6 +331,25 @@ def test_fmnist_train_never_reads_the_test_split(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "model.pt").exists()
 
 
+def test_no_validation_split_trains_on_every_image_and_keeps_the_last_epoch(tmp_path, capsys):
+    """`--val-size 0` (the `cpu-60s` recipe): every image trains, the last epoch is the model, the CLI says
+    so instead of "val accuracy nan", no calibration is fitted, and the run still evaluates."""
+    run = tmp_path / "run"
+    flags = ["--train-limit", "600", "--epochs", "2", "--width", "8", "--threads", "1", "--no-bf16"]
+    assert main(["train", *flags, "--val-size", "0", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "600 train / 0 val images" in out
+    assert "last epoch 2 kept (no validation split)" in out and "nan" not in out.split("config:")[0]
+    assert not (run / "calibration.json").exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert load_model(run).record["epoch"] == 2
+    assert main(["evaluate", str(run)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert make_config("cpu-60s").val_size == 0  # the one recipe that trains on all 60,000
+    assert {n for n in PRESETS if make_config(n).val_size == 0} == {"cpu-60s"}
+
+
 def test_validation_split_is_disjoint_from_training_images(monkeypatch):
     seen = []
     real_split = train_data.stratified_split

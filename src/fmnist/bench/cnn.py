@@ -9,6 +9,7 @@ machine, so every figure is also a ratio.
 
 from __future__ import annotations
 
+import math
 import platform
 import resource
 import statistics
@@ -135,7 +136,7 @@ def run_recipe(preset: str, seed: int, bench: CnnBenchConfig, device: torch.devi
         "final_test_acc": final,
         "final_test_acc_flip_tta": final_tta,
         "best_epoch": result.best_epoch,
-        "best_val_acc": result.best_val_acc,
+        "best_val_acc": None if math.isnan(result.best_val_acc) else result.best_val_acc,  # no split: null
         "train_time_s": result.train_time_s,
         "time_to": time_to(curve),
         "curve": curve,

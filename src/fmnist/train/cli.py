@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -127,10 +128,12 @@ def cmd_train(args) -> int:
     result = train(cfg, run_dir, resume=args.resume, stop_after=args.stop_after)
     if not main_rank:
         return 0
-    print(
-        f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}; "
-        f"training time {result.train_time_s:.1f}s; run folder {run_dir}"
+    kept = (
+        f"last epoch {result.best_epoch} kept (no validation split)"
+        if math.isnan(result.best_val_acc)
+        else f"best epoch {result.best_epoch}: val accuracy {result.best_val_acc:.4f}"
     )
+    print(f"{kept}; training time {result.train_time_s:.1f}s; run folder {run_dir}")
     if args.evaluate:
         from fmnist.evaluate.report import evaluate_run
 

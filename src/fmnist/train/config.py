@@ -319,7 +319,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # crop, 24 epochs took 236-251 s on two Zen 5 cores (22 took 220-263 s before it; benchmarks/RESULTS.md).
     "cpu-best": {**_CPU_BASE, **_DEEP_24, "epochs": 24},
     # The one-minute budget: width 16, depth 2 (70,970 parameters), 6 epochs without augmentation, 30-40 s.
-    "cpu-60s": {**_CPU_BASE, **_SHORT_16, "epochs": 6},
+    # Trained on all 60,000 images (no validation split; the settings were chosen on one): with 5,000 held
+    # out, seed 2 reached 92.74% test; on all 60,000 the seeds reached 93.13-93.43% in 32-34 s.
+    "cpu-60s": {**_CPU_BASE, **_SHORT_16, "epochs": 6, "val_size": 0},
     # The 20-second budget: the same net for 3 epochs, 16-19 s (val 0.9348 / 0.9300 for seeds 0 / 1).
     "cpu-20s": {**_CPU_BASE, **_SHORT_16, "epochs": 3},
     # The first frontier step's bf16 recipes (tuned on machine C, Intel AMX), kept to measure the new ones against.

@@ -110,6 +110,25 @@ def test_bad_optuna_inputs_are_one_line_before_anything_runs(tmp_path, capsys, s
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("table", "args"), [("grid", []), ("search", ["--search", "optuna", "--trials", "2"])]
+)
+def test_a_sweep_over_a_config_without_a_validation_split_is_refused(tmp_path, capsys, table, args):
+    """Both modes rank runs by validation accuracy: `cpu-60s` (no split) would rank NaNs, so it is refused with
+    the fix in the message, and with val_size in [base] the same plan is accepted (--dry-run)."""
+    plan = tmp_path / "sweep.toml"
+    plan.write_text(f'[base]\npreset = "cpu-60s"\ntrain_limit = 300\n[{table}]\nlr = [0.05, 0.1]\n')
+    out = tmp_path / "out"
+    rc = main(["sweep", str(plan), "--out", str(out), *args])
+    assert_one_line_error(
+        capsys.readouterr().err, rc, "val_size must be > 0", "add val_size = 5000 to [base]"
+    )
+    assert not out.exists()
+    if table == "grid":
+        plan.write_text(plan.read_text().replace("train_limit = 300", "train_limit = 300\nval_size = 100"))
+        assert main(["sweep", str(plan), "--out", str(out), "--dry-run"]) == 0, capsys.readouterr().err
+
+
 def test_trials_without_optuna_and_search_table_in_grid_mode_are_one_line(tmp_path, capsys):
     plan = tmp_path / "sweep.toml"
     plan.write_text(BASE + "[grid]\nseed = [1]\n")

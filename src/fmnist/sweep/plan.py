@@ -60,8 +60,19 @@ def load_plan(path: str | Path, **overrides: Any) -> list[PlannedRun]:
         cfg = make_config(
             preset, **{**base, **params, **{k: v for k, v in overrides.items() if v is not None}}
         )
+        check_ranked_on_validation(path, cfg)
         runs.append(PlannedRun(run_name(params), params, cfg))
     return runs
+
+
+def check_ranked_on_validation(path: str | Path, cfg: TrainConfig) -> None:
+    """A sweep ranks (and ensembles) its runs by validation accuracy, so every run must hold a split out;
+    `cpu-60s` trains on every image, and a sweep on it would rank NaNs."""
+    if cfg.val_size == 0:
+        raise ConfigError(
+            f"{path}: the sweep ranks runs by validation accuracy, so val_size must be > 0 "
+            f"(the {cfg.preset or 'base'} config holds no split out: add val_size = 5000 to [base])"
+        )
 
 
 @dataclass(frozen=True)
@@ -150,8 +161,7 @@ def load_search(path: str | Path, **overrides: Any) -> SearchPlan:
             raise ConfigError(f"{path}: unknown knob {name!r} in the search table")
         knobs.append(parse_knob(str(path), name, table[name]))
     plan = SearchPlan(preset, base, tuple(knobs), {k: v for k, v in overrides.items() if v is not None})
-    if plan.config({}).val_size == 0:
-        raise ConfigError(f"{path}: the search maximises validation accuracy; val_size must be > 0")
+    check_ranked_on_validation(path, plan.config({}))
     for knob in knobs:
         for value in knob.choices if knob.choices is not None else (knob.low, knob.high):
             try:

@@ -16,7 +16,8 @@ from PIL import Image
 from conftest import fmnist_cmd
 from fmnist.cli import main
 from fmnist.data import load_dataset, load_mnist
-from fmnist.data.export import class_dirname, export, read_csv, read_png_tree, write_csv
+from fmnist.data.export import export, read_csv, write_csv
+from fmnist.data.export_png import class_dirname, read_png_tree
 from fmnist.errors import DataError
 from fmnist.viz.sprite import make_sprite, save_sprite
 

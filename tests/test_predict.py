@@ -245,7 +245,7 @@ def test_predict_errors(loaded, tmp_path, test_images):
 @pytest.fixture(scope="module")
 def png_tree(tmp_path_factory, fashion, test_images, test_labels) -> Path:
     """The whole test split as PNG files, ``<root>/<class dir>/<index>.png`` (about 10 s to write)."""
-    from fmnist.data.export import write_png_tree
+    from fmnist.data.export_png import write_png_tree
 
     root = tmp_path_factory.mktemp("pngs") / "t10k"
     write_png_tree(root, test_images, test_labels, fashion.classes)

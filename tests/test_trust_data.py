@@ -34,7 +34,8 @@ from fmnist.cli import main
 from fmnist.data import load_dataset, loader
 from fmnist.data.checksums import CONTENT, OFFICIAL, verify_file
 from fmnist.data.download import KEEP_BAD, STALL_BYTES, download
-from fmnist.data.export import MANIFEST, export, read_csv, read_png_tree
+from fmnist.data.export import export, read_csv
+from fmnist.data.export_png import MANIFEST, read_png_tree
 from fmnist.data.registry import DATASETS, FASHION, MNIST
 from fmnist.errors import ConfigError, DataError, DownloadError
 from fmnist.fsio import cleanup_on_signals

@@ -4,6 +4,7 @@ photo-style augmentation, and ``fmnist bench photos`` on a small folder of label
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from fmnist.errors import FmnistError
 from fmnist.evaluate.metrics import expected_calibration_error
 from fmnist.models.calibration import (
     Calibration,
+    calibration_from,
+    class_medians,
+    energy,
     fit_temperature,
     read_calibration,
     softmax,
@@ -28,7 +32,7 @@ from fmnist.models.calibration import (
 )
 from fmnist.predict.preprocess_photo import busy_photo_rgb, prepare_image
 from fmnist.predict.segment import garment_mask
-from fmnist.train.augment import none_of_the_ten, photo_style
+from fmnist.train.augment import footwear_pairs, none_of_the_ten, photo_style
 
 pytest_plugins = ["conftest_model"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -128,8 +132,42 @@ def test_training_writes_a_calibration_for_its_model(run_dir):
 
     calibration, note = read_calibration(run_dir, model_digest(run_dir / "model.pt"))
     assert note == "" and calibration.model_sha256 == model_digest(run_dir / "model.pt")
-    assert calibration.temperature != 1.0 and calibration.abstain_score == "energy"
+    assert calibration.temperature != 1.0 and calibration.abstain_score == "class_energy"
     assert calibration.abstain_threshold < 1e6
+    assert len(calibration.class_offsets) == 10 and len(set(calibration.class_offsets)) > 1
+
+
+def test_class_energy_compares_each_picture_with_its_own_top_class():
+    """The same logits score differently under different top classes: each class's offset is taken off."""
+    logits = np.array([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 3.0]])
+    offsets = class_medians(energy(logits), logits.argmax(axis=1), 3)
+    assert np.allclose(offsets, energy(logits))  # one image per class: each is its class's median
+    cal = Calibration(abstain_score="class_energy", class_offsets=(5.0, 1.0, 3.0), abstain_threshold=0.5)
+    scores = cal.scores(logits)
+    assert np.allclose(scores, energy(logits) - np.array([5.0, 1.0, 3.0]))
+    assert cal.abstains(logits).tolist() == [True, False, True]
+    with pytest.raises(FmnistError, match="3 class offsets for a model of 4 classes"):
+        cal.scores(np.zeros((2, 4)))
+
+
+@pytest.mark.parametrize(
+    "offsets, why",
+    [
+        (None, "needs class_offsets"),
+        ("1,2", "must be a list"),
+        ([1, True], "must be a list"),
+        ([1e9], "must be a list"),
+    ],
+)
+def test_a_calibration_with_bad_class_offsets_is_one_line(offsets, why):
+    data = {
+        "temperature": 1.5,
+        "abstain_threshold": 0.0,
+        "abstain_score": "class_energy",
+        "class_offsets": offsets,
+    }
+    with pytest.raises(FmnistError, match=why):
+        calibration_from(data, "calibration.json")
 
 
 def test_threshold_separating_picks_the_best_cut():
@@ -240,7 +278,9 @@ def test_photo_style_is_seeded_bounded_and_keeps_the_brightest_at_one(test_image
 def test_none_of_the_ten_makes_shorts_from_trousers(test_images, test_labels):
     trousers = test_images[test_labels == 1][:16]
     x = torch.from_numpy(trousers).float().div(255)[:, None]
-    shorts = none_of_the_ten(x, torch.ones(16, dtype=torch.long), torch.Generator().manual_seed(0))
+    shorts = none_of_the_ten(
+        x, torch.ones(16, dtype=torch.long), torch.Generator().manual_seed(0), hat_share=0
+    )
     rows = (shorts[:, 0] > 0.1).any(dim=2).sum(dim=1).float()
     cols = (shorts[:, 0] > 0.1).any(dim=1).sum(dim=1).float()
     assert (cols >= rows).float().mean() >= 0.6  # mostly as wide as tall or wider, as shorts are
@@ -250,6 +290,73 @@ def test_none_of_the_ten_makes_shorts_from_trousers(test_images, test_labels):
     assert (
         len(none_of_the_ten(shoes, torch.full((4,), 7), torch.Generator())) == 0
     )  # a band of a shoe is a shoe
+
+
+def test_none_of_the_ten_makes_hats_domes_that_widen_towards_their_base(test_images, test_labels):
+    pullovers = torch.from_numpy(test_images[test_labels == 2][:32]).float().div(255)[:, None]
+    hats = none_of_the_ten(pullovers, torch.full((32,), 2), torch.Generator().manual_seed(0), hat_share=1)
+    assert (
+        hats.shape == pullovers.shape
+        and hats.min() >= 0
+        and torch.allclose(hats.amax(dim=(1, 2, 3)), torch.ones(32))
+    )
+
+    def crown(images):  # mean width a fifth of the way down the outline, over the widest row's width
+        on = images[:, 0] > 0.05
+        width, rows, any_row = on.sum(dim=2).float(), torch.arange(28).float(), on.any(dim=2)
+        top, bottom = torch.where(any_row, rows, 99.0).amin(1), torch.where(any_row, rows, -1.0).amax(1)
+        row = (top + 0.2 * (bottom - top)).round().long()
+        return (width[torch.arange(len(images)), row] / width.amax(1)).mean().item()
+
+    assert crown(hats) < 0.75 < 0.8 < crown(pullovers)  # a dome narrows to its crown; a pullover does not
+    parts = none_of_the_ten(pullovers, torch.full((32,), 2), torch.Generator().manual_seed(0), hat_share=0)
+    assert not torch.equal(parts, hats)
+
+
+def test_footwear_pairs_show_two_shoes_and_leave_other_classes_alone(test_images, test_labels):
+    shoes = test_images[test_labels == 7][:24]
+    others = test_images[test_labels == 0][:8]
+    x = torch.from_numpy(np.concatenate([shoes, others])).float().div(255)[:, None]
+    labels = torch.tensor([7] * 24 + [0] * 8)
+    a = footwear_pairs(x, labels, 1.0, torch.Generator().manual_seed(2))
+    assert torch.equal(a, footwear_pairs(x, labels, 1.0, torch.Generator().manual_seed(2)))  # seeded
+    assert torch.equal(a[24:], x[24:])  # T-shirts untouched
+    assert torch.equal(footwear_pairs(x, labels, 0.0, torch.Generator()), x)
+
+    def fill(img):  # short side over long side of the bounding box
+        on = img[0] > 0.1
+        h, w = on.any(dim=1).sum().item(), on.any(dim=0).sum().item()
+        return min(h, w) / max(h, w)
+
+    single = np.mean([fill(img) for img in x[:24]])
+    paired = np.mean([fill(img) for img in a[:24]])
+    assert paired > single + 0.15, (single, paired)  # a sneaker is long and low; a pair of them is not
+
+
+def test_the_photo_recipe_shows_shoes_as_pairs_in_its_batches_and_writes_a_class_energy_calibration(
+    tmp_path, test_images, test_labels, capsys
+):
+    from fmnist.train.config import make_config
+    from fmnist.train.loop import augment
+
+    cfg = make_config("photo")
+    assert cfg.pair_aug > 0 and cfg.photo_aug > 0 and cfg.outlier_exposure > 0
+    shoes = torch.from_numpy(test_images[test_labels == 7][:16])[:, None]
+    plain = dataclasses.replace(cfg, pair_aug=0.0, photo_aug=0.0, crop_pad=0, flip=False, erase_p=0.0)
+    paired = dataclasses.replace(plain, pair_aug=1.0)
+    labels = torch.full((16,), 7)
+    a = augment(shoes, plain, 0.3, 0.35, torch.Generator().manual_seed(0), labels)
+    b = augment(shoes, paired, 0.3, 0.35, torch.Generator().manual_seed(0), labels)
+    assert not torch.equal(a, b)  # the labels reach the pairs
+    assert torch.equal(
+        augment(shoes, paired, 0.3, 0.35, torch.Generator().manual_seed(0)), a
+    )  # no labels, no pairs
+    run = tmp_path / "run"
+    flags = ["--train-limit", "600", "--epochs", "1", "--width", "8", "--threads", "1", "--val-size", "200"]
+    assert main(["train", "--preset", "photo", *flags, "--out", str(run)]) == 0
+    assert "calibration: temperature" in capsys.readouterr().out
+    saved = json.loads((run / "calibration.json").read_text())
+    assert saved["abstain_score"] == "class_energy" and len(saved["class_offsets"]) == 10
 
 
 # ---- labelled photos and the benchmark ---------------------------------------------------------------
@@ -351,5 +458,5 @@ def test_calibrate_with_photos_writes_a_threshold_between_the_groups(
     shutil.copytree(run_dir, run)
     assert main(["calibrate", str(run), "--photos", str(photo_folder), "--data-dir", str(fashion_dir)]) == 0
     saved = json.loads((run / "calibration.json").read_text())
-    assert "photos in" in saved["chosen_on"]["abstain_threshold"] and saved["abstain_score"] == "energy"
+    assert "photos in" in saved["chosen_on"]["abstain_threshold"] and saved["abstain_score"] == "class_energy"
     assert "wrote" in capsys.readouterr().out

@@ -122,7 +122,7 @@ def cmd_photos(args) -> int:
 
     Score a model on a folder of labelled photos (labels.csv: file, fashion_mnist_class, where a label
     may be a set of classes or "none of the ten"): top-1 and top-3 per source label, how often it
-    abstains, and how well its top probability separates garments from none-of-the-ten photos (AUROC).
+    abstains, and how well its abstain score separates garments from none-of-the-ten photos (AUROC).
     Writes OUT/photos.json, OUT/photos.md and OUT/contact-sheet.png (the 28x28 inputs with their
     predictions). Works with an ONNX export too.
 

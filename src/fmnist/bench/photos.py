@@ -3,8 +3,9 @@
 Scores a model (run folder, model.pt or .onnx: the same :func:`fmnist.predict.predict.predict` as
 ``fmnist predict``) on a folder of labelled photos (:mod:`fmnist.data.photo_labels`). A label may be a
 set of classes (footwear: any of the three is right) or "none of the ten". Reports top-1 and top-3 per
-source label, how often the model abstains ("not one of the ten classes?"), and how well its top
-probability separates the garments from the none-of-the-ten photos (AUROC: 0.5 is chance, 1 perfect).
+source label, how often the model abstains ("not one of the ten classes?"), and how well its abstain
+score (and its top probability) separates the garments from the none-of-the-ten photos (AUROC: 0.5 is
+chance, 1 perfect).
 Writes photos.json, photos.md and a contact sheet of the 28x28 inputs with their predictions.
 
 The photos are a validation set: settings are chosen on them, so their figures are not test figures.

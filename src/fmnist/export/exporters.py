@@ -68,6 +68,7 @@ def description(loaded: LoadedModel) -> dict:
         "temperature": loaded.calibration.temperature,
         "abstain_threshold": loaded.calibration.to_dict()["abstain_threshold"],  # None: never abstains
         "abstain_score": loaded.calibration.abstain_score,
+        "class_offsets": list(loaded.calibration.class_offsets),
     }
 
 

@@ -79,7 +79,7 @@ class OnnxModel(RecordFields):
         # The temperature is inside the graph (fmnist.export.exporters.Calibrated): logits() multiplies it
         # back out, so both backends hand predict the raw logits and the same calibration.
         self.calibration = calibration_from(
-            {k: _json(meta.get(k), None) for k in ("temperature", "abstain_threshold")}
+            {k: _json(meta.get(k), None) for k in ("temperature", "abstain_threshold", "class_offsets")}
             | {"abstain_score": meta.get("abstain_score", "energy")},
             path,
         )

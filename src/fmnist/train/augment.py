@@ -1,4 +1,5 @@
-"""Batch augmentation on the training device: random crop with padding, flip, random erasing.
+"""Batch augmentation on the training device: random crop with padding, flip, random erasing; for
+photos, photo style, footwear pairs and made-up garments of none of the ten classes (outlier exposure).
 
 Each function takes a float batch (n, 1, H, W) and a torch.Generator on the same device, so the
 whole epoch's randomness is fixed by (seed, epoch) and a resumed run repeats it exactly.
@@ -198,13 +199,16 @@ def _refit(x: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Te
     return out / out.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
 
 
-def none_of_the_ten(x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def none_of_the_ten(
+    x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, hat_share: float | None = None
+) -> torch.Tensor:
     """Pictures of garments that are none of the ten classes, made from the batch (outlier exposure).
 
     A trouser's upper 30-50% is a pair of shorts; a dress's lower half is a skirt; any other
     piece of clothing (:data:`CLOTHES`; the others are dropped) cut to a band of a third to two thirds of
     its height is a part, not a garment. Each is
-    refitted to 28 px as the photo preprocessing would. Trained towards the uniform distribution, they
+    refitted to 28 px as the photo preprocessing would. A ``hat_share`` of them (default
+    :data:`HAT_SHARE`) are :func:`hats` instead. Trained towards the uniform distribution, they
     teach the model to say "not sure" on such shapes instead of "Trouser" at 99%.
     """
     x, labels = (
@@ -220,4 +224,111 @@ def none_of_the_ten(x: torch.Tensor, labels: torch.Tensor, gen: torch.Generator)
     start = _uniform(n, 0, 1, gen, dev) * (1 - length)
     start = torch.where(labels == SHORTS, torch.zeros_like(start), start)
     start = torch.where(labels == SKIRT, 1 - length, start)
-    return _refit(x, start, start + length)
+    parts = _refit(x, start, start + length)
+    hat = torch.rand(n, device=dev, generator=gen) < (HAT_SHARE if hat_share is None else hat_share)
+    return torch.where(hat.view(n, 1, 1, 1), hats(x, gen), parts)
+
+
+HAT_SHARE = 1 / 3  # of the made-up none-of-the-ten pictures, the share that are hats
+
+
+def hats(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Hats made from a [0, 1] batch of clothes (n, 1, H, W): the middle of each garment, zoomed so its
+    fabric fills the frame, cut to a dome (the upper half of an ellipse over a flat base) with, half the
+    time, a brim (a flat ellipse across the base, wider than the dome, or a cap's peak to one side); a
+    quarter are whole ellipses, hats seen from above.
+
+    The data set holds no hats; photos of hats mostly fall on Bag, the class without a telling outline.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    fabric = _zoomed_fabric(x, gen)
+    ys = torch.linspace(-1, 1, h, device=dev).view(1, h, 1)
+    xs = torch.linspace(-1, 1, w, device=dev).view(1, 1, w)
+    base = _uniform(n, 0.1, 0.6, gen, dev).view(n, 1, 1)  # the dome's flat base, in [-1, 1] from the top
+    half_w = _uniform(n, 0.45, 0.85, gen, dev).view(n, 1, 1)
+    height = _uniform(n, 0.5, 1.1, gen, dev).view(n, 1, 1)
+    round_ = (torch.rand(n, device=dev, generator=gen) < 0.25).view(n, 1, 1)  # a hat seen from above
+    dome = ((xs / half_w) ** 2 + ((ys - base) / height) ** 2 <= 1) & ((ys <= base) | round_)
+    brim_w = half_w * _uniform(n, 1.1, 1.5, gen, dev).view(n, 1, 1)
+    brim_h = _uniform(n, 0.08, 0.25, gen, dev).view(n, 1, 1)
+    side = torch.where(torch.rand(n, device=dev, generator=gen) < 0.5, 1.0, -1.0).view(n, 1, 1)
+    peak = torch.rand(n, device=dev, generator=gen).view(n, 1, 1) < 0.5  # a cap's peak, not a round brim
+    brim_x = torch.where(peak, xs - side * half_w * 0.6, xs)
+    brim = (brim_x / brim_w) ** 2 + ((ys - base) / brim_h) ** 2 <= 1
+    with_brim = (torch.rand(n, device=dev, generator=gen) < 0.5).view(n, 1, 1)
+    mask = (dome | (brim & with_brim)).unsqueeze(1).float()
+    hat = fabric * mask + 0.15 * mask  # dark fabric still shows the outline, as the negated photos do
+    hat = _refit(hat, torch.zeros(n, device=dev), torch.ones(n, device=dev))
+    return hat
+
+
+FOOTWEAR = (5, 7, 9)  # Sandal, Sneaker, Ankle boot
+
+
+def footwear_pairs(x: torch.Tensor, labels: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """Show each footwear image of a [0, 1] batch (n, 1, 28, 28), with probability ``p``, as a pair.
+
+    Photos of shoes show pairs: two side views one behind the other, or two soles seen from above with
+    the toes up. The data set shows one shoe from the side. A pair is two copies of the shoe (the second
+    mirrored top-bottom half of the time, as a left shoe mirrors a right one seen from above) offset across
+    the shoe by 0.5-1.1 of its height and along it by up to a quarter of its length, the front copy
+    hiding the back one, the whole turned by up to 25 degrees, or by 90 +- 25 degrees half the time; then
+    refitted to 28 px as the photo preprocessing would.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    pick = torch.isin(labels, torch.tensor(FOOTWEAR, device=dev)) & (
+        torch.rand(n, device=dev, generator=gen) < p
+    )
+    idx = torch.nonzero(pick).flatten()
+    if len(idx) == 0:
+        return x
+    m = len(idx)
+    shoe = x[idx]
+    upright = torch.rand(m, device=dev, generator=gen) < 0.5
+    angle = _uniform(m, -25.0, 25.0, gen, dev) + torch.where(
+        upright, 90.0 * torch.sign(_uniform(m, -1, 1, gen, dev)), torch.zeros(m, device=dev)
+    )
+    angle = angle * math.pi / 180
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    across = _uniform(m, 0.5, 1.1, gen, dev) * h * 0.45  # a shoe fills about 45% of the image's height
+    along = _uniform(m, -0.25, 0.25, gen, dev) * w
+    # the offset between the two copies, turned with the pair (pixels of the 2h x 2w canvas)
+    dx, dy = cos * along - sin * across, sin * along + cos * across
+    mirror = torch.where(torch.rand(m, device=dev, generator=gen) < 0.5, -1.0, 1.0)
+    scale = 0.8
+
+    def place(sign: float, flip_y: torch.Tensor) -> torch.Tensor:
+        # canvas (2h x 2w) -> shoe coordinates: v = F R^T (u - c) / scale, in each grid's own units
+        cx, cy = sign * dx / 2, sign * dy / 2
+        r00, r01, r10, r11 = cos, sin, -sin * flip_y, cos * flip_y
+        k = 2 / scale  # canvas half-size (w) over shoe half-size (w / 2)
+        theta = torch.stack(
+            [
+                torch.stack([k * r00, k * r01, -(r00 * cx + r01 * cy) / (w / 2) / scale], 1),
+                torch.stack([k * r10, k * r11, -(r10 * cx + r11 * cy) / (h / 2) / scale], 1),
+            ],
+            1,
+        )
+        grid = F.affine_grid(theta, [m, 1, 2 * h, 2 * w], align_corners=False)
+        return F.grid_sample(shoe, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    back, front = place(-1.0, torch.ones(m, device=dev)), place(1.0, mirror)
+    pair = torch.where(front > 0.02, front, back)
+    pair = _refit(pair, torch.zeros(m, device=dev), torch.ones(m, device=dev))
+    pair = F.avg_pool2d(pair, 2)
+    pair = pair / pair.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+    out = x.clone()
+    out[idx] = pair
+    return out
+
+
+def _zoomed_fabric(x: torch.Tensor, gen: torch.Generator, lo: float = 0.35, hi: float = 0.6) -> torch.Tensor:
+    """The middle of each image (a ``lo``-``hi`` share of its width and height), zoomed to fill it."""
+    n = x.shape[0]
+    zoom = _uniform(n, lo, hi, gen, x.device)
+    zero = torch.zeros_like(zoom)
+    theta = torch.stack([torch.stack([zoom, zero, zero], 1), torch.stack([zero, zoom, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", align_corners=False)

@@ -17,7 +17,14 @@ from fmnist.errors import ConfigError
 from fmnist.models.inference import logits_of
 from fmnist.models.inputs import standardise, to_unit
 from fmnist.models.scoring import accuracy, correct
-from fmnist.train.augment import none_of_the_ten, photo_style, random_crop, random_erase, random_flip
+from fmnist.train.augment import (
+    footwear_pairs,
+    none_of_the_ten,
+    photo_style,
+    random_crop,
+    random_erase,
+    random_flip,
+)
 from fmnist.train.config import TrainConfig
 from fmnist.train.data import TrainingData
 from fmnist.train.distributed import World, sum_across
@@ -116,9 +123,19 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def augment(images_uint8: torch.Tensor, cfg: TrainConfig, mean: float, std: float, gen) -> torch.Tensor:
-    """A training batch: photo style, crop and flip in [0, 1] (pads are black), standardise, erase; in cfg's layout."""
+def augment(
+    images_uint8: torch.Tensor,
+    cfg: TrainConfig,
+    mean: float,
+    std: float,
+    gen,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A training batch: footwear pairs, photo style, crop and flip in [0, 1] (pads are black), standardise,
+    erase; in cfg's layout. ``labels`` are needed only for footwear pairs."""
     x = to_unit(images_uint8)  # (b, 1, 28, 28)
+    if cfg.pair_aug and labels is not None:
+        x = footwear_pairs(x, labels, cfg.pair_aug, gen)
     if cfg.photo_aug:
         x = photo_style(x, cfg.photo_aug, gen)
     if cfg.crop_pad:
@@ -185,7 +202,8 @@ def train_one_epoch(
         for group in state.optimizer.param_groups:
             group["lr"] = run.lr(state.step)
         idx = perm[i * bs : (i + 1) * bs][world.rank :: world.size]  # this rank's slice
-        x, y = augment(data.train_x[idx], cfg, data.mean, data.std, aug_gen), data.train_y[idx]
+        y = data.train_y[idx]
+        x = augment(data.train_x[idx], cfg, data.mean, data.std, aug_gen, y)
         outliers = None
         if cfg.outlier_exposure:
             few = idx[: max(1, len(idx) // OUTLIER_SHARE)]
